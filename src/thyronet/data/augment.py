@@ -1,0 +1,64 @@
+"""Training augmentation (rotation, scaling, mirroring, brightness/contrast, speckle) and input
+normalisation, built from torchvision transforms v2."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torchvision.transforms import v2
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    enabled: bool = True
+    rotation: float = 15.0  # degrees, either way
+    scale_min: float = 0.9
+    scale_max: float = 1.1
+    hflip: bool = True
+    brightness: float = 0.15
+    contrast: float = 0.15
+    speckle: float = 0.1  # std of multiplicative noise
+
+
+class SpeckleNoise(torch.nn.Module):
+    """Multiplicative Gaussian noise, the usual first-order model of ultrasound speckle."""
+
+    def __init__(self, std: float) -> None:
+        super().__init__()
+        self.std = std
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        noise = 1.0 + self.std * torch.randn_like(image)
+        return (image * noise).clamp_(0.0, 1.0)
+
+
+class RepeatChannels(torch.nn.Module):
+    """Greyscale 1xHxW -> CxHxW, for models that take RGB input."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return image.expand(self.channels, -1, -1)
+
+
+def build_transform(
+    augment: AugmentConfig | None, in_chans: int, mean: float, std: float
+) -> v2.Compose:
+    """uint8 tensor 1xHxW -> normalised float tensor in_chans x H x W (augmented if given)."""
+    steps: list[torch.nn.Module] = []
+    if augment is not None and augment.enabled:
+        if augment.hflip:
+            steps.append(v2.RandomHorizontalFlip())
+        steps.append(v2.RandomAffine(degrees=augment.rotation, scale=(augment.scale_min, augment.scale_max)))
+        if augment.brightness or augment.contrast:
+            steps.append(v2.ColorJitter(brightness=augment.brightness, contrast=augment.contrast))
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    if augment is not None and augment.enabled and augment.speckle:
+        steps.append(SpeckleNoise(augment.speckle))
+    steps.append(v2.Normalize([mean], [std]))
+    if in_chans != 1:
+        steps.append(RepeatChannels(in_chans))
+    return v2.Compose(steps)

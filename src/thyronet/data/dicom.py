@@ -1,0 +1,51 @@
+"""DICOM input through pydicom: greyscale (MONOCHROME1/2), RGB and YBR, single- and multi-frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .imageio import _to_grey, _to_uint8
+
+PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def _read(path: Path, defer_pixels: bool):
+    """The parsed dataset; a file without pixel data is an error naming it."""
+    import pydicom
+
+    try:
+        dataset = pydicom.dcmread(path, force=True, defer_size="1 KB" if defer_pixels else None)
+    except Exception as error:  # pydicom raises many types for a broken header
+        raise DataError(path, f"unreadable DICOM ({error})") from None
+    if not any(tag in dataset for tag in PIXEL_TAGS):
+        raise DataError(path, "DICOM file has no pixel data")
+    return dataset
+
+
+def probe_dicom(path: Path) -> int:
+    """Check the DICOM header; returns its number of frames."""
+    return int(getattr(_read(path, defer_pixels=True), "NumberOfFrames", 1) or 1)
+
+
+def read_dicom_frame(path: Path, frame: int | None = None) -> np.ndarray:
+    """One frame (the first by default) as HxW uint8 greyscale."""
+    dataset = _read(path, defer_pixels=False)
+    try:
+        pixels = dataset.pixel_array  # YBR data comes back converted to RGB
+    except Exception as error:  # missing decoder, truncated data, bad header values
+        raise DataError(path, f"cannot decode DICOM pixel data ({error})") from None
+    frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
+    if frames > 1:
+        index = frame or 0
+        if not 0 <= index < frames:
+            raise DataError(path, f"frame {index} requested but the file has {frames} frames")
+        pixels = pixels[index]
+    if int(getattr(dataset, "SamplesPerPixel", 1) or 1) > 1:
+        return _to_grey(pixels)
+    pixels = _to_uint8(pixels)
+    if str(getattr(dataset, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        pixels = 255 - pixels  # MONOCHROME1: the lowest value is white
+    return pixels

@@ -1,0 +1,51 @@
+"""A PNG grid of preprocessed samples with the expert outline drawn, to see what the model sees."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ..io import atomic_path
+from .dataset import load_prepared
+from .preprocess import PreprocessConfig
+from .records import LABEL_NAMES, ImageRecord
+
+OUTLINE_COLOUR = (255, 200, 0)
+
+
+def render_tile(image: np.ndarray, mask: np.ndarray | None, caption: str) -> Image.Image:
+    """One preprocessed image in colour with its outline contour and a caption strip."""
+    rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if mask is not None:
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(rgb, contours, -1, OUTLINE_COLOUR, 1)
+    tile = Image.new("RGB", (rgb.shape[1], rgb.shape[0] + 14), "black")
+    tile.paste(Image.fromarray(rgb), (0, 14))
+    ImageDraw.Draw(tile).text((2, 1), caption, fill="white")
+    return tile
+
+
+def write_preview(
+    records: Sequence[ImageRecord], config: PreprocessConfig, out: Path, count: int = 16, seed: int = 0
+) -> Path:
+    """Sample ``count`` records (both classes where possible) and write a grid PNG to ``out``."""
+    chosen = random.Random(seed).sample(list(records), min(count, len(records)))
+    tiles = []
+    for record in chosen:
+        image, mask = load_prepared(record, config)
+        label = LABEL_NAMES.get(record.label, "unlabelled")
+        tiles.append(render_tile(image, mask, f"{record.key} {label}"))
+    columns = min(4, len(tiles))
+    rows = -(-len(tiles) // columns)
+    width, height = tiles[0].size
+    grid = Image.new("RGB", (columns * width, rows * height), "black")
+    for i, tile in enumerate(tiles):
+        grid.paste(tile, ((i % columns) * width, (i // columns) * height))
+    with atomic_path(out) as tmp:
+        grid.save(tmp, format="PNG")
+    return out

@@ -1,0 +1,169 @@
+"""Run configuration: YAML files of nested sections, with ``section.key=value`` overrides.
+
+Unknown keys and wrongly typed values are errors that name the key, so a typo in a config
+never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence, get_args, get_origin, get_type_hints
+
+import yaml
+
+from ..data.augment import AugmentConfig
+from ..data.preprocess import PreprocessConfig
+from ..errors import ThyronetError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class DataConfig:
+    path: str | None = None  # None: --data, then $THYRONET_DDTI, then ../shared/data/ddti
+    in_chans: int = 1
+    mean: float = 0.2  # grey-level statistics of DDTI scan areas after preprocessing
+    std: float = 0.2
+    num_workers: int = 0
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "thyronet_x4"
+    weights: str | None = None  # a local file; nothing is downloaded
+    drop_rate: float = 0.2
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    scheduler: Literal["cosine", "step", "none"] = "cosine"
+    step_size: int = 30  # epochs between x0.1 decays for the "step" scheduler
+    imbalance: Literal["weighted_loss", "sampler", "none"] = "weighted_loss"
+    precision: str = "32-true"  # e.g. "bf16-mixed" on GPUs; emulated and slow on AVX2 CPUs
+    channels_last: bool = False
+    early_stopping_patience: int | None = None
+    target_sensitivity: float = 0.9  # the operating threshold is chosen on validation for this
+
+
+@dataclass
+class SplitConfig:
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    folds: int = 5
+    file: str | None = None  # a saved split JSON to reuse instead of making one
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "auto"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    threads: int | None = None  # torch CPU threads; None: torch's default
+
+
+@dataclass
+class RunConfig:
+    seed: int = 42
+    output_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_type(name: str, value: Any, kind: Any) -> Any:
+    origin = get_origin(kind)
+    if kind is Any or value is None and type(None) in get_args(kind):
+        return value
+    if origin is Literal:
+        if value not in get_args(kind):
+            raise ThyronetError(f"config {name}: {value!r} is not one of {list(get_args(kind))}")
+        return value
+    allowed = tuple(t for t in (get_args(kind) or (kind,)) if isinstance(t, type))
+    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if allowed and not isinstance(value, allowed) or isinstance(value, bool) and bool not in allowed:
+        names = " or ".join(t.__name__ for t in allowed)
+        raise ThyronetError(f"config {name}: expected {names}, got {value!r}")
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    if not isinstance(values, dict):
+        raise ThyronetError(f"config {prefix.rstrip('.') or 'file'}: expected a mapping, got {values!r}")
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ThyronetError(f"config {prefix}{sorted(unknown)[0]}: unknown key (known: {', '.join(sorted(known))})")
+    kwargs = {}
+    for name, value in values.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            kwargs[name] = _build(kind, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_type(prefix + name, value, kind)
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        merged[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """'train.epochs=5' -> {'train': {'epochs': 5}} (the value is read as YAML)."""
+    if "=" not in text:
+        raise ThyronetError(f"override {text!r}: expected section.key=value")
+    dotted, raw = text.split("=", 1)
+    value: Any = yaml.safe_load(raw) if raw.strip() else None
+    for key in reversed(dotted.strip().split(".")):
+        value = {key: value}
+    return value
+
+
+def config_path(name_or_path: str) -> Path:
+    """A config file path, or the name of a shipped config (``cpu``, ``paper``, ``smoke``)."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return path
+    shipped = CONFIG_DIR / f"{name_or_path}.yaml"
+    if shipped.exists():
+        return shipped
+    choices = ", ".join(p.stem for p in sorted(CONFIG_DIR.glob("*.yaml")))
+    raise ThyronetError(f"config {name_or_path!r}: no such file and no shipped config of that name ({choices})")
+
+
+def load_config(name_or_path: str = "cpu", overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a YAML config (file or shipped name) and apply ``section.key=value`` overrides."""
+    path = config_path(name_or_path)
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ThyronetError(f"{path}: not valid YAML ({error})") from None
+    for override in overrides:
+        values = _merge(values, parse_override(override))
+    return _build(RunConfig, values)
+
+
+def config_from_dict(values: dict[str, Any]) -> RunConfig:
+    return _build(RunConfig, values)
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

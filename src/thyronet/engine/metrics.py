@@ -1,0 +1,102 @@
+"""Binary classification metrics at image and case level, with bootstrap confidence intervals.
+
+Case level: a case's probability is the mean over its images. Every accuracy is reported with
+the majority-class baseline beside it (DDTI is about 83% "malignant": 0.83 accuracy is free).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def case_level(case_ids: Sequence[str], labels: np.ndarray, probs: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Mean probability per case; every image of a case carries the case's label."""
+    order: dict[str, list[int]] = {}
+    for index, case in enumerate(case_ids):
+        order.setdefault(case, []).append(index)
+    cases = list(order)
+    case_labels = np.array([labels[order[c][0]] for c in cases])
+    case_probs = np.array([float(np.mean(probs[order[c]])) for c in cases])
+    return cases, case_labels, case_probs
+
+
+def _safe_auroc(labels: np.ndarray, probs: np.ndarray) -> float:
+    return float(skm.roc_auc_score(labels, probs)) if len(np.unique(labels)) == 2 else float("nan")
+
+
+def bootstrap_ci(
+    labels: np.ndarray, probs: np.ndarray, statistic=_safe_auroc, resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic`` over resampled items (cases)."""
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    values = []
+    for _ in range(resamples):
+        idx = rng.integers(0, n, n)
+        if len(np.unique(labels[idx])) < 2:
+            continue
+        values.append(statistic(labels[idx], probs[idx]))
+    if not values:
+        return float("nan"), float("nan")
+    alpha = (1 - level) / 2
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
+
+
+def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5, ci: bool = True) -> dict[str, float]:
+    """ACC, balanced ACC, precision, sensitivity, specificity, F1, AUROC (+95% CI) and the baseline."""
+    labels = np.asarray(labels).astype(int)
+    probs = np.asarray(probs, dtype=float)
+    predicted = (probs >= threshold).astype(int)
+    tn, fp, fn, tp = skm.confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
+    positives = int(labels.sum())
+    result = {
+        "n": int(len(labels)),
+        "n_malignant": positives,
+        "threshold": float(threshold),
+        "acc": float(skm.accuracy_score(labels, predicted)),
+        "majority_acc": max(positives, len(labels) - positives) / max(1, len(labels)),
+        "balanced_acc": float((tp / max(1, tp + fn) + tn / max(1, tn + fp)) / 2),
+        "precision": float(skm.precision_score(labels, predicted, zero_division=0)),
+        "sensitivity": float(tp / max(1, tp + fn)),
+        "specificity": float(tn / max(1, tn + fp)),
+        "f1": float(skm.f1_score(labels, predicted, zero_division=0)),
+        "auroc": _safe_auroc(labels, probs),
+        "tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp),
+    }
+    if ci:
+        result["auroc_ci_low"], result["auroc_ci_high"] = bootstrap_ci(labels, probs)
+    return result
+
+
+def paired_bootstrap_auroc(
+    labels: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray, resamples: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """AUROC(a) - AUROC(b) on the same items: point estimate, 95% CI and two-sided p-value."""
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    diffs = []
+    for _ in range(resamples):
+        idx = rng.integers(0, n, n)
+        if len(np.unique(labels[idx])) < 2:
+            continue
+        diffs.append(_safe_auroc(labels[idx], probs_a[idx]) - _safe_auroc(labels[idx], probs_b[idx]))
+    diffs_array = np.array(diffs)
+    p_value = 2 * min(np.mean(diffs_array <= 0), np.mean(diffs_array >= 0))
+    return {
+        "auroc_diff": _safe_auroc(labels, probs_a) - _safe_auroc(labels, probs_b),
+        "ci_low": float(np.quantile(diffs_array, 0.025)),
+        "ci_high": float(np.quantile(diffs_array, 0.975)),
+        "p_value": float(min(1.0, p_value)),
+    }
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    array = np.asarray(values, dtype=float)
+    return float(np.nanmean(array)), float(np.nanstd(array, ddof=1)) if len(array) > 1 else 0.0
+
+
+def format_ci(result: dict[str, float]) -> str:
+    return f"{result['auroc']:.3f} [{result['auroc_ci_low']:.3f}, {result['auroc_ci_high']:.3f}]"

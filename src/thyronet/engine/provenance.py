@@ -1,0 +1,69 @@
+"""What makes a run reproducible: versions, git commit, seed, command line and a data fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..data.records import ImageRecord
+
+PACKAGES = ("thyronet", "torch", "torchvision", "lightning", "torchmetrics", "numpy", "scikit-learn", "opencv-python-headless", "pydicom")
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit() -> dict[str, Any]:
+    """The commit of the thyronet source tree, and whether it had uncommitted changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": None, "dirty": None}
+    if commit.returncode != 0:
+        return {"commit": None, "dirty": None}
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def data_fingerprint(records: Sequence[ImageRecord]) -> str:
+    """SHA-256 over every record's name, case, label, outline count and file bytes (and the case
+    files beside DDTI images, which hold the labels)."""
+    digest = hashlib.sha256()
+    seen_files: set[Path] = set()
+    for record in sorted(records, key=lambda r: (r.case_id, r.key)):
+        digest.update(f"{record.key}|{record.case_id}|{record.label}|{len(record.outlines)}\n".encode())
+        files = [record.path]
+        if record.source == "ddti":
+            files.append(record.path.with_name(f"{record.case_id}.xml"))
+        for file in files:
+            if file not in seen_files and file.exists():
+                seen_files.add(file)
+                digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def provenance(seed: int, records: Sequence[ImageRecord]) -> dict[str, Any]:
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": sys.argv,
+        "seed": seed,
+        "versions": package_versions(),
+        "git": git_commit(),
+        "platform": platform.platform(),
+        "data_fingerprint": data_fingerprint(records),
+        "images": len(records),
+    }

@@ -1,0 +1,163 @@
+"""One training run: run folder, Lightning fit (or resume), then calibration and evaluation.
+
+Run folder layout::
+
+    config.yaml  provenance.json  split.json        what was run, on what, by which code
+    metrics.csv  curves.png  tensorboard/           per-epoch history
+    checkpoints/best.ckpt  checkpoints/last.ckpt    best by validation case-level AUROC; latest
+    results.json  predictions_{val,test}.csv        final metrics (best checkpoint, calibrated)
+    confusion_*.png  roc_*.png  reliability_*.png   figures
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from ..clinical.calibration import calibrate
+from ..data.records import Collection
+from ..data.splits import Split, SplitPlan, receipt
+from ..errors import ThyronetError
+from ..io import write_text_atomic
+from .callbacks import AtomicCheckpointIO, EpochHistory, EpochSeed, ProgressLine
+from .config import RunConfig, config_from_dict, dump_config
+from .datamodule import UltrasoundDataModule
+from .evaluation import nan_to_none, result_table, write_evaluation
+from .inference import load_checkpoint, predict_records, save_calibration
+from .module import ThyroNetModule
+from .provenance import provenance
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    results: dict[str, Any]
+    completed: bool = True
+
+
+def new_run_dir(config: RunConfig, label: str | None = None) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(config.output_dir) / f"{stamp}-{label or config.model.name}"
+    suffix = 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = run_dir.with_name(f"{stamp}-{label or config.model.name}-{suffix}")
+    return run_dir
+
+
+def load_run(run_dir: Path) -> tuple[RunConfig, Split]:
+    """The config and split of an existing run folder (for --resume)."""
+    config_file, split_file = run_dir / "config.yaml", run_dir / "split.json"
+    if not config_file.is_file() or not split_file.is_file():
+        raise ThyronetError(f"{run_dir}: not a thyronet run folder (config.yaml and split.json expected)")
+    config = config_from_dict(yaml.safe_load(config_file.read_text()))
+    return config, SplitPlan.load(split_file).splits[0]
+
+
+def _quiet_lightning() -> None:
+    """Lightning sets its loggers to INFO on import; its banners and tips are noise in a run log."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _trainer(config: RunConfig, run_dir: Path, callbacks: Sequence[L.Callback]) -> tuple[L.Trainer, ModelCheckpoint]:
+    _quiet_lightning()
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best", monitor="val/auroc_case", mode="max",
+        save_last=True, enable_version_counter=False, auto_insert_metric_name=False,
+    )
+    all_callbacks: list[L.Callback] = [checkpoint, EpochSeed(config.seed), EpochHistory(run_dir), ProgressLine(), *callbacks]
+    if config.train.early_stopping_patience:
+        all_callbacks.append(EarlyStopping("val/auroc_case", patience=config.train.early_stopping_patience, mode="max"))
+    trainer_config = config.trainer
+    trainer = L.Trainer(
+        max_epochs=config.train.epochs,
+        accelerator=trainer_config.accelerator,
+        devices=trainer_config.devices,
+        num_nodes=trainer_config.num_nodes,
+        strategy=trainer_config.strategy,
+        precision=config.train.precision,
+        callbacks=all_callbacks,
+        logger=TensorBoardLogger(run_dir, name="tensorboard", version=""),
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=sys.stderr.isatty(),
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+    )
+    return trainer, checkpoint
+
+
+def fit(
+    config: RunConfig,
+    collection: Collection,
+    split: Split,
+    run_dir: Path,
+    resume: bool = False,
+    callbacks: Sequence[L.Callback] = (),
+) -> RunResult:
+    """Train (or continue) one run in ``run_dir``; evaluate and calibrate it when it completes."""
+    split.check_disjoint()
+    started = time.time()
+    if config.trainer.threads:
+        torch.set_num_threads(config.trainer.threads)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise ThyronetError(f"{run_dir}: no checkpoints/last.ckpt to resume from")
+    if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        labelled = [r for r in collection.images if r.label is not None]
+        write_text_atomic(run_dir / "config.yaml", dump_config(config))
+        record = provenance(config.seed, labelled)
+        SplitPlan("holdout", config.seed, [split], record["data_fingerprint"]).save(run_dir / "split.json")
+        write_text_atomic(run_dir / "provenance.json", json.dumps(record, indent=1))
+    log.info("run folder: %s\n%s", run_dir, receipt(collection, split))
+
+    L.seed_everything(config.seed, verbose=False)
+    datamodule = UltrasoundDataModule(config, collection, split)
+    weights = datamodule.class_weights().tolist() if config.train.imbalance == "weighted_loss" else None
+    module = ThyroNetModule(config.to_dict(), weights)
+    module.val_case_ids = [r.case_id for r in datamodule.dataset("val").records]
+    trainer, checkpoint = _trainer(config, run_dir, callbacks)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    if trainer.interrupted:
+        log.warning("interrupted: resume with  thyronet train --resume %s", run_dir)
+        return RunResult(run_dir, {}, completed=False)
+    if not trainer.is_global_zero:
+        return RunResult(run_dir, {}, completed=True)
+    results = finalize(config, datamodule, split, run_dir)
+    results["wall_time_s"] = round(time.time() - started, 1)
+    write_text_atomic(run_dir / "results.json", json.dumps(nan_to_none(results), indent=1))
+    return RunResult(run_dir, results)
+
+
+def finalize(config: RunConfig, datamodule: UltrasoundDataModule, split: Split, run_dir: Path) -> dict[str, Any]:
+    """Calibrate the best checkpoint on validation, then evaluate it on val (and test)."""
+    best = run_dir / "checkpoints" / "best.ckpt"
+    loaded = load_checkpoint(best)
+    val = predict_records(loaded, datamodule.dataset("val").records)
+    calibration = calibrate(val.logits, val.labels, config.train.target_sensitivity)
+    fingerprint = json.loads((run_dir / "split.json").read_text()).get("data_fingerprint")
+    save_calibration(best, calibration, {"data_fingerprint": fingerprint, "run_dir": str(run_dir)})
+    loaded.calibration = val.calibration = calibration
+    results: dict[str, Any] = {"model": config.model.name, "calibration": calibration.to_dict()}
+    results["val"] = write_evaluation(val, run_dir, "val")
+    if split.test:
+        test = predict_records(loaded, datamodule.dataset("test").records)
+        results["test"] = write_evaluation(test, run_dir, "test")
+    log.info("%s\nrun folder: %s", result_table({k: results[k] for k in ("val", "test") if k in results}), run_dir)
+    return results

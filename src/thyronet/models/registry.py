@@ -1,0 +1,70 @@
+"""A timm-style model registry: ``create_model(name, ...)`` and ``list_models()``.
+
+Each entry knows the layer Grad-CAM should look at and its default input size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from torch import nn
+
+from ..errors import ThyronetError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable[..., nn.Module]
+    cam_layer: str  # dotted submodule path of the Grad-CAM target layer
+    input_size: int = 224
+    description: str = ""
+    group: str = "thyronet"  # "thyronet" (the paper's model and ablations) or "peer"
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, cam_layer: str, description: str, group: str = "thyronet", input_size: int = 224):
+    """Decorator adding a builder ``fn(num_classes, in_chans, **kwargs) -> nn.Module`` to the registry."""
+
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelEntry(name, builder, cam_layer, input_size, description, group)
+        return builder
+
+    return decorate
+
+
+def list_models(group: str | None = None) -> list[str]:
+    """Registered model names, the paper's family first, then its comparison networks."""
+    return [name for name, entry in _REGISTRY.items() if group is None or entry.group == group]
+
+
+def get_entry(name: str) -> ModelEntry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ThyronetError(f"unknown model {name!r}; choose one of {', '.join(list_models())}") from None
+
+
+def create_model(
+    name: str, num_classes: int = 2, in_chans: int = 3, weights: str | Path | None = None, **kwargs
+) -> nn.Module:
+    """Build a registered model; ``weights`` is a local checkpoint file (nothing is downloaded)."""
+    if in_chans not in (1, 3):
+        raise ThyronetError(f"in_chans must be 1 or 3, got {in_chans}")
+    model = get_entry(name).builder(num_classes=num_classes, in_chans=in_chans, **kwargs)
+    if weights is not None:
+        from .weights import load_pretrained
+
+        load_pretrained(model, weights)
+    return model
+
+
+def cam_target_layer(model: nn.Module, name: str) -> nn.Module:
+    """The module Grad-CAM hooks for a model built as ``name``."""
+    return model.get_submodule(get_entry(name).cam_layer)

@@ -1,0 +1,120 @@
+"""Synthetic ultrasound-like data for tests: DDTI-layout folders, class folders, CSV, DICOM.
+
+Images imitate DDTI's layout: a dark frame, a textured scan area, a grey-scale bar on the left
+and burned-in text below the scan. Malignant nodules are drawn darker than benign ones, so a
+model can learn the difference in a few epochs.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+from PIL import Image
+
+HEIGHT, WIDTH = 360, 560
+SCAN = (60, 20, 470, 300)  # x0, y0, x1, y1 of the scan area
+TIRADS_BY_LABEL = {0: ["2", "3"], 1: ["4a", "4b", "4c", "5"]}
+
+
+def ultrasound_image(seed: int, malignant: bool, nodule: tuple[int, int, int, int] = (200, 100, 320, 200)) -> np.ndarray:
+    """A 360x560 greyscale frame with a textured scan, a nodule, a grey bar and text."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((HEIGHT, WIDTH), np.uint8)
+    x0, y0, x1, y1 = SCAN
+    texture = rng.gamma(4.0, 25.0, (y1 - y0, x1 - x0)).clip(30, 230).astype(np.uint8)
+    image[y0:y1, x0:x1] = cv2.GaussianBlur(texture, (3, 3), 0)
+    nx0, ny0, nx1, ny1 = nodule
+    centre, axes = ((nx0 + nx1) // 2, (ny0 + ny1) // 2), ((nx1 - nx0) // 2, (ny1 - ny0) // 2)
+    cv2.ellipse(image, centre, axes, 0, 0, 360, 35 if malignant else 150, -1)
+    image[150:250, 15:23] = np.linspace(255, 0, 100, dtype=np.uint8)[:, None]  # grey-scale bar
+    cv2.putText(image, "DER", (70, 335), cv2.FONT_HERSHEY_SIMPLEX, 0.6, 255, 1)
+    cv2.putText(image, "P100", (500, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 255, 1)
+    return image
+
+
+def outline_json(nodule: tuple[int, int, int, int]) -> str:
+    """The nodule ellipse as DDTI's JSON list of freehand regions, wrapped over lines like DDTI."""
+    nx0, ny0, nx1, ny1 = nodule
+    cx, cy, ax, ay = (nx0 + nx1) / 2, (ny0 + ny1) / 2, (nx1 - nx0) / 2, (ny1 - ny0) / 2
+    points = [{"x": int(cx + ax * np.cos(t)), "y": int(cy + ay * np.sin(t))} for t in np.linspace(0, 2 * np.pi, 24)]
+    text = json.dumps([{"points": points, "annotation": {}, "regionType": "freehand"}])
+    return "\n            ".join(textwrap.wrap(text, 100, break_long_words=False, break_on_hyphens=False))
+
+
+def case_xml(number: str, tirads: str, marks: Sequence[tuple[int, str]], **fields: str) -> str:
+    values = {
+        "age": "45", "sex": "F", "composition": "solid", "echogenicity": "hypoechogenicity",
+        "margins": "well defined", "calcifications": "non", "reportbacaf": "", "reporteco": "",
+    }
+    values.update(fields)
+    body = "".join(f"    <{k}>{v}</{k}>\n" for k, v in values.items())
+    mark_xml = "".join(f"    <mark>\n        <image>{k}</image>\n        <svg>{svg}</svg>\n    </mark>\n" for k, svg in marks)
+    return f"<case>\n    <number>{number}</number>\n{body}    <tirads>{tirads}</tirads>\n{mark_xml}</case>\n"
+
+
+def make_ddti(root: Path, benign: int = 6, malignant: int = 10, unlabelled: int = 2, images_per_case: int = 1) -> Path:
+    """A DDTI-layout folder; case numbers run 1..N; some cases get a second image."""
+    root.mkdir(parents=True, exist_ok=True)
+    labels = [0] * benign + [1] * malignant + [None] * unlabelled
+    for index, label in enumerate(labels, start=1):
+        count = images_per_case + (1 if index % 4 == 0 else 0)
+        nodule = (150 + 5 * (index % 7), 90, 300 + 5 * (index % 5), 210)
+        marks = []
+        for k in range(1, count + 1):
+            image = ultrasound_image(index * 10 + k, malignant=label == 1, nodule=nodule)
+            Image.fromarray(image).convert("RGB").save(root / f"{index}_{k}.jpg", quality=92)
+            marks.append((k, outline_json(nodule)))
+        tirads = "" if label is None else TIRADS_BY_LABEL[label][index % len(TIRADS_BY_LABEL[label])]
+        (root / f"{index}.xml").write_text(case_xml(str(index), tirads, marks))
+    return root
+
+
+def make_class_folders(root: Path, per_class: int = 4, benign_name: str = "Benign", malignant_name: str = "MALIGNANT") -> Path:
+    for name, malignant in ((benign_name, False), (malignant_name, True)):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray(ultrasound_image(i + 100 * malignant, malignant)).save(folder / f"img{i}.png")
+    return root
+
+
+def make_dicom(path: Path, frames: int = 1, photometric: str = "MONOCHROME2", bits: int = 8, pixels: bool = True) -> Path:
+    """A small valid DICOM file (Secondary Capture) with greyscale, RGB or YBR pixel data."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality = "US"
+    ds.Rows, ds.Columns = 64, 96
+    grey = cv2.resize(ultrasound_image(7, True), (96, 64), interpolation=cv2.INTER_AREA)
+    if photometric in ("RGB", "YBR_FULL"):
+        ds.SamplesPerPixel, ds.PlanarConfiguration = 3, 0
+        array = np.stack([grey] * 3, -1)
+        if photometric == "YBR_FULL":
+            from pydicom.pixels import convert_color_space
+
+            array = convert_color_space(array, "RGB", "YBR_FULL")
+    else:
+        ds.SamplesPerPixel = 1
+        array = grey.astype(np.uint16) * 16 if bits == 16 else grey
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+        array = np.stack([array] * frames)
+    if pixels:
+        ds.PixelData = array.astype(np.uint16 if bits == 16 else np.uint8).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import torch
+
+from synthetic import SCAN, ultrasound_image
+from thyronet.data.augment import AugmentConfig, build_transform
+from thyronet.data.preprocess import (
+    PreprocessConfig, letterbox, mask_box, mask_marks, outline_mask, preprocess, scan_area_box,
+)
+
+NODULE = (200, 100, 320, 200)
+ELLIPSE = tuple((200 + 60 + 60 * np.cos(t), 150 + 50 * np.sin(t)) for t in np.linspace(0, 2 * np.pi, 40))
+
+
+def test_scan_area_box_drops_frame_bar_and_text():
+    x0, y0, x1, y1 = scan_area_box(ultrasound_image(0, True, NODULE))
+    sx0, sy0, sx1, sy1 = SCAN
+    assert abs(x0 - sx0) <= 3 and abs(y0 - sy0) <= 3 and abs(x1 - sx1) <= 3 and abs(y1 - sy1) <= 3
+
+
+def test_scan_area_box_keeps_both_halves_of_a_dual_view():
+    image = np.zeros((360, 560), np.uint8)
+    rng = np.random.default_rng(0)
+    image[20:300, 40:260] = rng.integers(40, 200, (280, 220))
+    image[20:300, 290:510] = rng.integers(40, 200, (280, 220))
+    box = scan_area_box(image)
+    assert np.abs(np.subtract(box, (40, 20, 510, 300))).max() <= 3
+
+
+def test_blank_image_keeps_the_whole_frame():
+    assert scan_area_box(np.zeros((50, 80), np.uint8)) == (0, 0, 80, 50)
+
+
+def test_outline_mask_follows_every_geometric_step():
+    image = ultrasound_image(0, True, NODULE)
+    for config in (PreprocessConfig(size=64), PreprocessConfig(size=64, nodule_crop=True), PreprocessConfig(size=96, scan_crop=False)):
+        prepared, mask = preprocess(image, config, [ELLIPSE])
+        assert prepared.shape == mask.shape == (config.size, config.size)
+        inside, outside = prepared[mask > 0].mean(), prepared[(mask == 0) & (prepared > 0)].mean()
+        assert inside < outside - 30  # the dark malignant nodule stays under its outline
+
+
+def test_nodule_crop_zooms_in():
+    image = ultrasound_image(0, True, NODULE)
+    _, full = preprocess(image, PreprocessConfig(size=64), [ELLIPSE])
+    _, crop = preprocess(image, PreprocessConfig(size=64, nodule_crop=True, nodule_margin=0.1), [ELLIPSE])
+    assert (crop > 0).mean() > 3 * (full > 0).mean()
+
+
+@pytest.mark.parametrize("method", ["median", "bilateral", "nlmeans"])
+def test_despeckle_reduces_local_variance(method):
+    image = ultrasound_image(3, False)
+    config = PreprocessConfig(size=128, despeckle=method)
+    smooth, _ = preprocess(image, config)
+    rough, _ = preprocess(image, PreprocessConfig(size=128))
+    assert np.abs(np.diff(smooth.astype(float), axis=1)).mean() < np.abs(np.diff(rough.astype(float), axis=1)).mean()
+
+
+def test_clahe_and_unknown_despeckle():
+    image = ultrasound_image(3, False)
+    assert preprocess(image, PreprocessConfig(size=64, clahe=True))[0].dtype == np.uint8
+    with pytest.raises(ValueError, match="unknown despeckle"):
+        preprocess(image, PreprocessConfig(size=64, despeckle="wavelet"))
+
+
+def test_letterbox_keeps_aspect_ratio():
+    out = letterbox(np.full((50, 100), 200, np.uint8), 64)
+    assert out.shape == (64, 64)
+    assert (out[:, 32] > 0).sum() == 32  # 100 -> 64 wide, 50 -> 32 tall, centred
+
+
+def test_mask_marks_removes_saturated_specks():
+    image = np.full((60, 60), 90, np.uint8)
+    image[30:32, 10:40] = 255
+    assert mask_marks(image).max() < 200
+
+
+def test_mask_helpers():
+    assert outline_mask((10, 10), []) is None
+    mask = np.zeros((100, 100), np.uint8)
+    mask[40:60, 40:50] = 255
+    assert mask_box(mask, 0.5) == (35, 30, 55, 70)
+    assert mask_box(np.zeros((5, 5), np.uint8), 0.2) is None
+
+
+def test_transform_output_and_augmentation_is_random_but_shape_stable():
+    image = torch.from_numpy(preprocess(ultrasound_image(0, True), PreprocessConfig(size=64))[0]).unsqueeze(0)
+    plain = build_transform(None, 3, 0.2, 0.2)
+    out = plain(image)
+    assert out.shape == (3, 64, 64) and out.dtype == torch.float32
+    assert torch.allclose(out, plain(image))
+    augmented = build_transform(AugmentConfig(), 1, 0.2, 0.2)
+    first, second = augmented(image), augmented(image)
+    assert first.shape == (1, 64, 64) and not torch.allclose(first, second)
