@@ -47,7 +47,15 @@ class UltrasoundDataset(Dataset):
     def labels(self) -> np.ndarray:
         return np.array([-1 if r.label is None else r.label for r in self.records])
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int, int]:
+        """``key`` is an index, or ``(index, seed)`` to make the item's augmentation reproducible."""
+        index, seed = key if isinstance(key, tuple) else (key, None)
         image = torch.from_numpy(self.images[index]).unsqueeze(0)
+        if seed is None:
+            tensor = self.transform(image)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                tensor = self.transform(image)
         label = self.records[index].label
-        return self.transform(image), -1 if label is None else label, index
+        return tensor, -1 if label is None else label, index

@@ -29,15 +29,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, tmp)
 
 
-class EpochSeed(L.Callback):
-    """Reseeds every RNG from (seed, epoch) at the start of each epoch, so augmentation and
-    dropout of epoch e are the same whether or not the run was resumed before it."""
+class StepSeed(L.Callback):
+    """Reseeds the global RNGs from (seed, global step) before every training batch, so dropout
+    in step s is the same whether or not the run was interrupted and resumed before it.
+    (Data order and augmentation have their own seeds: see ``EpochSampler``.)"""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        value = self.seed * 1_000_003 + trainer.current_epoch
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        value = self.seed * 1_000_003 + trainer.global_step
         random.seed(value)
         np.random.seed(value % 2**32)
         torch.manual_seed(value)

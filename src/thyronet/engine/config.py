@@ -88,6 +88,9 @@ def _check_type(name: str, value: Any, kind: Any) -> Any:
     origin = get_origin(kind)
     if kind is Any or value is None and type(None) in get_args(kind):
         return value
+    options = [t for t in get_args(kind) if t is not type(None)]
+    if len(options) == 1 and get_origin(options[0]) is Literal:  # Optional[Literal[...]]
+        return _check_type(name, value, options[0])
     if origin is Literal:
         if value not in get_args(kind):
             raise ThyronetError(f"config {name}: {value!r} is not one of {list(get_args(kind))}")
@@ -132,6 +135,11 @@ def parse_override(text: str) -> dict[str, Any]:
         raise ThyronetError(f"override {text!r}: expected section.key=value")
     dotted, raw = text.split("=", 1)
     value: Any = yaml.safe_load(raw) if raw.strip() else None
+    if isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as text
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     for key in reversed(dotted.strip().split(".")):
         value = {key: value}
     return value

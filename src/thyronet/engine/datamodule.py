@@ -20,9 +20,14 @@ from .config import RunConfig
 log = logging.getLogger(__name__)
 
 
-class EpochSampler(Sampler[int]):
-    """A shuffled (or class-balanced, with replacement) order fixed by ``seed`` and the epoch,
-    so that a resumed run sees exactly the batches an uninterrupted run would."""
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Yields ``(index, augmentation seed)`` pairs in an order fixed by ``seed`` and the epoch:
+    shuffled, or class-balanced with replacement.
+
+    Each item's augmentation seed also comes from (seed, epoch, position), so a resumed run sees
+    exactly the batches and augmentations an uninterrupted run would, however the loader
+    prefetches and whatever other code draws from the global RNG.
+    """
 
     def __init__(self, labels: np.ndarray, seed: int, balanced: bool = False) -> None:
         self.labels = labels
@@ -36,13 +41,17 @@ class EpochSampler(Sampler[int]):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = torch.Generator().manual_seed(self.seed * 10_007 + self.epoch)
-        if not self.balanced:
-            return iter(torch.randperm(len(self.labels), generator=generator).tolist())
-        counts = np.bincount(self.labels, minlength=2)
-        weights = torch.as_tensor(1.0 / counts[self.labels], dtype=torch.double)
-        return iter(torch.multinomial(weights, len(self.labels), replacement=True, generator=generator).tolist())
+        n = len(self.labels)
+        if self.balanced:
+            counts = np.bincount(self.labels, minlength=2)
+            weights = torch.as_tensor(1.0 / counts[self.labels], dtype=torch.double)
+            order = torch.multinomial(weights, n, replacement=True, generator=generator)
+        else:
+            order = torch.randperm(n, generator=generator)
+        item_seeds = torch.randint(0, 2**62, (n,), generator=generator)
+        return iter(zip(order.tolist(), item_seeds.tolist()))
 
 
 class UltrasoundDataModule(L.LightningDataModule):

@@ -31,7 +31,7 @@ from ..data.records import Collection
 from ..data.splits import Split, SplitPlan, receipt
 from ..errors import ThyronetError
 from ..io import write_text_atomic
-from .callbacks import AtomicCheckpointIO, EpochHistory, EpochSeed, ProgressLine
+from .callbacks import AtomicCheckpointIO, EpochHistory, ProgressLine, StepSeed
 from .config import RunConfig, config_from_dict, dump_config
 from .datamodule import UltrasoundDataModule
 from .evaluation import nan_to_none, result_table, write_evaluation
@@ -74,13 +74,16 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _trainer(config: RunConfig, run_dir: Path, callbacks: Sequence[L.Callback]) -> tuple[L.Trainer, ModelCheckpoint]:
+def _trainer(config: RunConfig, run_dir: Path, callbacks: Sequence[L.Callback]) -> L.Trainer:
     _quiet_lightning()
-    checkpoint = ModelCheckpoint(
+    best = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor="val/auroc_case", mode="max",
-        save_last=True, enable_version_counter=False, auto_insert_metric_name=False,
+        enable_version_counter=False, auto_insert_metric_name=False,
     )
-    all_callbacks: list[L.Callback] = [checkpoint, EpochSeed(config.seed), EpochHistory(run_dir), ProgressLine(), *callbacks]
+    # Lightning's save_last refreshes last.ckpt only in epochs that improved the monitor, so the
+    # latest epoch gets its own unmonitored checkpoint (what --resume continues from).
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)
+    all_callbacks: list[L.Callback] = [best, last, StepSeed(config.seed), EpochHistory(run_dir), ProgressLine(), *callbacks]
     if config.train.early_stopping_patience:
         all_callbacks.append(EarlyStopping("val/auroc_case", patience=config.train.early_stopping_patience, mode="max"))
     trainer_config = config.trainer
@@ -99,7 +102,7 @@ def _trainer(config: RunConfig, run_dir: Path, callbacks: Sequence[L.Callback]) 
         num_sanity_val_steps=0,
         log_every_n_steps=1,
     )
-    return trainer, checkpoint
+    return trainer
 
 
 def fit(
@@ -132,10 +135,15 @@ def fit(
     weights = datamodule.class_weights().tolist() if config.train.imbalance == "weighted_loss" else None
     module = ThyroNetModule(config.to_dict(), weights)
     module.val_case_ids = [r.case_id for r in datamodule.dataset("val").records]
-    trainer, checkpoint = _trainer(config, run_dir, callbacks)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    trainer = _trainer(config, run_dir, callbacks)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    except SystemExit:  # Lightning's answer to Ctrl-C, after its graceful shutdown
+        if not trainer.interrupted:
+            raise
     if trainer.interrupted:
-        log.warning("interrupted: resume with  thyronet train --resume %s", run_dir)
+        log.warning("interrupted: checkpoints/last.ckpt holds the last finished epoch; "
+                    "continue with  thyronet train --resume %s", run_dir)
         return RunResult(run_dir, {}, completed=False)
     if not trainer.is_global_zero:
         return RunResult(run_dir, {}, completed=True)

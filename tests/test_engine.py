@@ -1,0 +1,156 @@
+"""The training engine end to end on tiny synthetic data, and its metric functions."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn import metrics as skm
+
+import lightning as L
+from thyronet.data import holdout_plan, open_source
+from thyronet.engine.config import load_config, parse_override
+from thyronet.engine.inference import load_checkpoint
+from thyronet.engine.metrics import binary_metrics, bootstrap_ci, case_level, paired_bootstrap_auroc
+from thyronet.engine.train import fit
+from thyronet.errors import ThyronetError
+
+
+def tiny_config(tmp_path, *extra):
+    return load_config("cpu", [
+        "model.name=resnet18", "data.preprocess.size=32", "train.epochs=2", "train.batch_size=8",
+        f"output_dir={tmp_path}", "trainer.threads=1", *extra,
+    ])
+
+
+class InterruptAt(L.Callback):
+    """Simulates Ctrl-C at the start of the given epoch."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture(scope="module")
+def collection(training_ddti):
+    return open_source(training_ddti)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(collection, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("runs")
+    split = holdout_plan(collection, 0.25, 0.25, seed=0).splits[0]
+    return fit(tiny_config(tmp), collection, split, tmp / "a"), split
+
+
+def test_run_folder_holds_everything_a_reader_needs(uninterrupted):
+    result, _ = uninterrupted
+    run = result.run_dir
+    for name in ("config.yaml", "provenance.json", "split.json", "metrics.csv", "curves.png", "results.json",
+                 "checkpoints/best.ckpt", "checkpoints/last.ckpt", "predictions_val.csv", "predictions_test.csv",
+                 "confusion_val.png", "roc_test.png", "reliability_val.png"):
+        assert (run / name).is_file(), name
+    provenance = json.loads((run / "provenance.json").read_text())
+    assert provenance["seed"] == 42 and len(provenance["data_fingerprint"]) == 64
+    assert provenance["versions"]["torch"].startswith("2.")
+    assert len((run / "metrics.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+    results = json.loads((run / "results.json").read_text())
+    assert results["val"]["case"]["majority_acc"] > 0 and "auroc_ci_low" in results["test"]["case"]
+    assert any((run / "tensorboard").iterdir())
+
+
+def test_checkpoint_carries_calibration_and_evaluates_the_same(uninterrupted, collection):
+    from thyronet.engine.evaluation import score
+    from thyronet.engine.inference import predict_records
+
+    result, split = uninterrupted
+    loaded = load_checkpoint(result.run_dir / "checkpoints" / "best.ckpt")
+    assert loaded.calibration.temperature > 0 and 0 <= loaded.calibration.threshold <= 1
+    assert loaded.info["data_fingerprint"]
+    test_records = [r for r in collection.subset(split.test) if r.label is not None]
+    again = score(predict_records(loaded, test_records))
+    assert again["case"]["auroc"] == pytest.approx(result.results["test"]["case"]["auroc"])
+
+
+def test_interrupted_run_resumes_to_the_same_result(uninterrupted, collection, tmp_path):
+    reference, split = uninterrupted
+    config = tiny_config(tmp_path)
+    stopped = fit(config, collection, split, tmp_path / "b", callbacks=[InterruptAt(1)])
+    assert not stopped.completed and (tmp_path / "b" / "checkpoints" / "last.ckpt").is_file()
+    resumed = fit(config, collection, split, tmp_path / "b", resume=True)
+    assert resumed.completed
+    final = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)
+    expected = torch.load(reference.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert final["epoch"] == expected["epoch"] == 1
+    final, expected = final["state_dict"], expected["state_dict"]
+    # Weights and BatchNorm running statistics: everything the network computes with. (BatchNorm's
+    # integer num_batches_tracked counter is only used when momentum is None, as it is not here.)
+    compared = [k for k in expected if not k.endswith("num_batches_tracked")]
+    differing = [k for k in compared if not torch.allclose(final[k].float(), expected[k].float(), atol=1e-6)]
+    assert not differing
+    assert resumed.results["val"]["case"]["auroc"] == pytest.approx(reference.results["val"]["case"]["auroc"])
+    rows = (tmp_path / "b" / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 3
+
+
+def test_resume_without_checkpoint_is_a_clear_error(collection, tmp_path):
+    split = holdout_plan(collection, 0.25, 0.25).splits[0]
+    with pytest.raises(ThyronetError, match="no checkpoints/last.ckpt"):
+        fit(tiny_config(tmp_path), collection, split, tmp_path / "none", resume=True)
+
+
+def test_config_overrides_and_errors():
+    assert parse_override("train.lr=3e-4") == {"train": {"lr": 3e-4}}
+    config = load_config("paper", ["train.epochs=5", "trainer.devices=4", "trainer.strategy=ddp"])
+    assert (config.train.epochs, config.data.preprocess.size, config.trainer.devices) == (5, 224, 4)
+    with pytest.raises(ThyronetError, match="train.epoch: unknown key"):
+        load_config("cpu", ["train.epoch=5"])
+    with pytest.raises(ThyronetError, match="train.epochs: expected int"):
+        load_config("cpu", ["train.epochs=many"])
+    with pytest.raises(ThyronetError, match="train.scheduler"):
+        load_config("cpu", ["train.scheduler=warp"])
+    with pytest.raises(ThyronetError, match="no shipped config"):
+        load_config("nonexistent")
+
+
+LABELS = np.array([0, 0, 1, 1, 1, 0, 1, 1, 0, 1])
+PROBS = np.array([0.1, 0.6, 0.8, 0.4, 0.9, 0.3, 0.7, 0.55, 0.2, 0.95])
+
+
+def test_metrics_agree_with_scikit_learn():
+    m = binary_metrics(LABELS, PROBS, 0.5)
+    predicted = PROBS >= 0.5
+    assert m["acc"] == pytest.approx(skm.accuracy_score(LABELS, predicted))
+    assert m["balanced_acc"] == pytest.approx(skm.balanced_accuracy_score(LABELS, predicted))
+    assert m["precision"] == pytest.approx(skm.precision_score(LABELS, predicted))
+    assert m["sensitivity"] == pytest.approx(skm.recall_score(LABELS, predicted))
+    assert m["specificity"] == pytest.approx(skm.recall_score(1 - LABELS, ~predicted))
+    assert m["f1"] == pytest.approx(skm.f1_score(LABELS, predicted))
+    assert m["auroc"] == pytest.approx(skm.roc_auc_score(LABELS, PROBS))
+    assert m["majority_acc"] == pytest.approx(0.6)
+
+
+def test_bootstrap_ci_contains_the_point_estimate():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    probs = np.clip(labels * 0.3 + rng.random(200) * 0.7, 0, 1)
+    low, high = bootstrap_ci(labels, probs)
+    auroc = skm.roc_auc_score(labels, probs)
+    assert low < auroc < high and high - low < 0.2
+
+
+def test_case_level_averages_images_of_a_case():
+    cases, labels, probs = case_level(["a", "b", "a"], np.array([1, 0, 1]), np.array([0.2, 0.3, 0.6]))
+    assert cases == ["a", "b"] and labels.tolist() == [1, 0] and probs.tolist() == pytest.approx([0.4, 0.3])
+
+
+def test_paired_bootstrap_detects_a_better_model():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 300)
+    good = labels * 0.5 + rng.random(300) * 0.5
+    noise = rng.random(300)
+    comparison = paired_bootstrap_auroc(labels, good, noise)
+    assert comparison["auroc_diff"] > 0.2 and comparison["ci_low"] > 0 and comparison["p_value"] < 0.01
