@@ -154,3 +154,30 @@ def test_paired_bootstrap_detects_a_better_model():
     noise = rng.random(300)
     comparison = paired_bootstrap_auroc(labels, good, noise)
     assert comparison["auroc_diff"] > 0.2 and comparison["ci_low"] > 0 and comparison["p_value"] < 0.01
+
+
+def test_cv_and_compare_and_evaluate_commands(training_ddti, tmp_path, capsys):
+    from thyronet.cli import main
+
+    common = ["--data", str(training_ddti), "--set", "data.preprocess.size=32", "--set", "train.batch_size=8",
+              "--set", "trainer.threads=1", "--epochs", "1", "--folds", "3"]
+    cv_dir = tmp_path / "cv"
+    assert main(["cv", *common, "--model", "resnet18", "--out", str(cv_dir)]) == 0
+    summary = json.loads((cv_dir / "cv_results.json").read_text())
+    assert summary["folds"] == 3 and len(summary["case_auroc"]["folds"]) == 3
+    assert summary["pooled_cases"] == 18  # every labelled case scored once, out of fold
+    assert (cv_dir / "roc_pooled.png").is_file() and "mean ± std" in (cv_dir / "cv_summary.md").read_text()
+    # running it again resumes: every fold is already done
+    assert main(["cv", *common, "--model", "resnet18", "--out", str(cv_dir)]) == 0
+    assert "done earlier" in capsys.readouterr().err
+
+    cmp_dir = tmp_path / "cmp"
+    assert main(["compare", *common, "--models", "baseline_block", "resnet18", "--out", str(cmp_dir)]) == 0
+    table = (cmp_dir / "comparison.md").read_text()
+    assert "| baseline_block |" in table and "| resnet18 |" in table
+
+    eval_dir = tmp_path / "eval"
+    ckpt = cv_dir / "fold-0" / "checkpoints" / "best.ckpt"
+    assert main(["evaluate", str(ckpt), str(training_ddti), "--out", str(eval_dir)]) == 0
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    assert metrics["case"]["n"] == 18 and (eval_dir / "predictions_eval.csv").is_file()

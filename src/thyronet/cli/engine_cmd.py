@@ -62,8 +62,80 @@ def _train(args: argparse.Namespace) -> int:
     return 0 if result.completed else 130
 
 
+def _cv(args: argparse.Namespace) -> int:
+    from ..engine.cv import cross_validate
+
+    config = resolve_config(args)
+    if args.folds:
+        config.split.folds = args.folds
+    args.data = config.data.path
+    collection = load_collection(args)
+    out = Path(args.out or Path(config.output_dir) / f"cv-{config.model.name}-k{config.split.folds}-seed{config.seed}")
+    return 0 if cross_validate(config, collection, out) is not None else 130
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from ..engine.compare import compare
+
+    config = resolve_config(args)
+    if args.folds:
+        config.split.folds = args.folds
+    args.data = config.data.path
+    collection = load_collection(args)
+    out = Path(args.out or Path(config.output_dir) / f"compare-k{config.split.folds}-seed{config.seed}")
+    return 0 if compare(config, collection, args.models, out) is not None else 130
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ..data import open_source
+    from ..engine.evaluation import nan_to_none, result_table, write_evaluation
+    from ..engine.inference import load_checkpoint, predict_records
+    from ..errors import ThyronetError
+    from ..io import write_text_atomic
+
+    loaded = load_checkpoint(args.checkpoint)
+    collection = open_source(args.data, strict=args.strict)
+    for issue in collection.issues:
+        print(f"warning: {issue}")
+    records = [r for r in collection.images if r.label is not None]
+    if not records:
+        raise ThyronetError(f"{args.data}: no labelled images to evaluate (use `thyronet predict` for unlabelled ones)")
+    if loaded.config.data.path and Path(loaded.config.data.path).resolve() == Path(args.data).resolve():
+        print("warning: this is the data the model was trained on; only its test split is unseen "
+              "(evaluate an external source, or read results.json of the run)")
+    out = Path(args.out or loaded.path.parent.parent / f"eval-{Path(args.data).name}")
+    out.mkdir(parents=True, exist_ok=True)
+    result = write_evaluation(predict_records(loaded, records), out, "eval")
+    result["checkpoint"], result["data"] = str(loaded.path), str(args.data)
+    write_text_atomic(out / "metrics.json", json.dumps(nan_to_none(result), indent=1))
+    print(result_table({"eval": result}))
+    print(f"wrote {out}/metrics.json, predictions_eval.csv and figures")
+    return 0
+
+
 def register(subcommands: argparse._SubParsersAction) -> None:
     train = subcommands.add_parser("train", help="train a model on a case-grouped train/val/test split (main job)")
     add_config_arguments(train)
     train.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder from its last checkpoint")
     train.set_defaults(handler=_train)
+
+    cv = subcommands.add_parser("cv", help="case-grouped K-fold cross-validation: mean ± std and pooled AUROC")
+    add_config_arguments(cv)
+    cv.add_argument("--folds", type=int, help="number of folds (default: from the config, 5)")
+    cv.add_argument("--out", help="CV folder; running the same command again resumes it")
+    cv.set_defaults(handler=_cv)
+
+    compare = subcommands.add_parser("compare", help="cross-validate several models on the same folds (Tables 1-2)")
+    add_config_arguments(compare)
+    compare.add_argument("--models", nargs="+", default=["baseline", "baseline_bottleneck", "baseline_block", "thyronet_x4"],
+                         help="registry names (default: the paper's ablation)")
+    compare.add_argument("--folds", type=int, help="number of folds (default: from the config, 5)")
+    compare.add_argument("--out", help="comparison folder; running the same command again resumes it")
+    compare.set_defaults(handler=_compare)
+
+    evaluate = subcommands.add_parser("evaluate", help="score a checkpoint on any labelled source (DDTI, class folders, CSV, DICOM)")
+    evaluate.add_argument("checkpoint", help="a .ckpt file or a run folder (its best checkpoint)")
+    evaluate.add_argument("data", help="labelled data source")
+    evaluate.add_argument("--out", help="folder for metrics.json, predictions and figures")
+    evaluate.add_argument("--strict", action="store_true", help="stop at the first bad file instead of skipping it")
+    evaluate.set_defaults(handler=_evaluate)

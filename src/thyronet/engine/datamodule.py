@@ -83,11 +83,16 @@ class UltrasoundDataModule(L.LightningDataModule):
         return torch.as_tensor(weights, dtype=torch.float32)
 
     def _loader(self, side: str, sampler: Sampler | None = None) -> DataLoader:
+        dataset = self.dataset(side)
+        batch_size = self.config.train.batch_size
         return DataLoader(
-            self.dataset(side),
-            batch_size=self.config.train.batch_size,
+            dataset,
+            batch_size=batch_size,
             sampler=sampler,
             shuffle=False,
+            # a last training batch of one image breaks BatchNorm; the order changes every epoch,
+            # so no image is left out for good
+            drop_last=side == "train" and len(dataset) > batch_size,
             num_workers=self.config.data.num_workers,
             persistent_workers=self.config.data.num_workers > 0,
         )

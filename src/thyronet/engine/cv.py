@@ -1,0 +1,116 @@
+"""Case-grouped K-fold cross-validation: one run per fold, resumable, pooled out-of-fold results.
+
+Each fold's run selects its checkpoint and calibration on validation cases carved out of the
+training folds; the held-out fold is scored once, as that run's test split.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.records import Collection
+from ..data.splits import SplitPlan, kfold_plan
+from ..errors import ThyronetError
+from ..io import write_text_atomic
+from .config import RunConfig, dump_config
+from .evaluation import nan_to_none
+from .metrics import binary_metrics, case_level, format_ci, mean_std
+from .plots import plot_roc
+from .train import fit
+
+log = logging.getLogger(__name__)
+SUMMARY_KEYS = ("auroc", "balanced_acc", "acc", "majority_acc", "sensitivity", "specificity", "f1")
+
+
+def read_fold_predictions(fold_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Case ids, labels and mean probabilities per case from a fold's ``predictions_test.csv``."""
+    with open(fold_dir / "predictions_test.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    labels = np.array([1 if r["label"] == "malignant" else 0 for r in rows])
+    probs = np.array([float(r["prob_malignant"]) for r in rows])
+    cases, case_labels, case_probs = case_level([r["case"] for r in rows], labels, probs)
+    return cases, case_labels, case_probs
+
+
+def _plan(collection: Collection, config: RunConfig, cv_dir: Path) -> SplitPlan:
+    """The fold plan: the saved one when resuming (checked against the data), else a new one."""
+    plan_file = cv_dir / "folds.json"
+    plan = kfold_plan(collection, config.split.folds, config.seed, config.split.val_fraction)
+    if plan_file.exists():
+        saved = SplitPlan.load(plan_file)
+        if saved.splits != plan.splits:
+            raise ThyronetError(f"{plan_file}: the saved folds differ from this data/seed; use a new --out folder")
+        return saved
+    cv_dir.mkdir(parents=True, exist_ok=True)
+    plan.save(plan_file)
+    write_text_atomic(cv_dir / "config.yaml", dump_config(config))
+    return plan
+
+
+def cross_validate(config: RunConfig, collection: Collection, cv_dir: Path) -> dict[str, Any] | None:
+    """Run (or finish) every fold, then aggregate; ``None`` if interrupted."""
+    plan = _plan(collection, config, cv_dir)
+    per_fold = []
+    for index, split in enumerate(plan.splits):
+        fold_dir = cv_dir / f"fold-{index}"
+        results_file = fold_dir / "results.json"
+        if results_file.exists():
+            log.info("fold %d/%d: done earlier (%s)", index + 1, len(plan.splits), fold_dir)
+            per_fold.append(json.loads(results_file.read_text()))
+            continue
+        log.info("fold %d/%d", index + 1, len(plan.splits))
+        resume = (fold_dir / "checkpoints" / "last.ckpt").exists()
+        result = fit(config, collection, split, fold_dir, resume=resume)
+        if not result.completed:
+            log.warning("interrupted: run the same command again to continue from fold %d", index + 1)
+            return None
+        per_fold.append(nan_to_none(result.results))
+    summary = aggregate(per_fold, [cv_dir / f"fold-{i}" for i in range(len(plan.splits))], config)
+    write_text_atomic(cv_dir / "cv_results.json", json.dumps(nan_to_none(summary), indent=1))
+    write_text_atomic(cv_dir / "cv_summary.md", format_summary(summary))
+    log.info("%s\nresults: %s", format_summary(summary), cv_dir)
+    return summary
+
+
+def aggregate(per_fold: list[dict[str, Any]], fold_dirs: list[Path], config: RunConfig) -> dict[str, Any]:
+    """Mean ± std of each fold's held-out case-level metrics, and the pooled out-of-fold AUROC."""
+    summary: dict[str, Any] = {"model": config.model.name, "folds": len(per_fold), "seed": config.seed}
+    for unit in ("case", "image"):
+        for key in SUMMARY_KEYS:
+            values = [fold["test"][unit][key] for fold in per_fold]
+            mean, std = mean_std([np.nan if v is None else v for v in values])
+            summary[f"{unit}_{key}"] = {"mean": mean, "std": std, "folds": values}
+    labels, probs, cases = [], [], []
+    for fold_dir in fold_dirs:
+        fold_cases, fold_labels, fold_probs = read_fold_predictions(fold_dir)
+        cases += fold_cases
+        labels.append(fold_labels)
+        probs.append(fold_probs)
+    pooled_labels, pooled_probs = np.concatenate(labels), np.concatenate(probs)
+    summary["pooled_case"] = binary_metrics(pooled_labels, pooled_probs, 0.5)
+    summary["pooled_cases"] = len(cases)
+    plot_roc({"pooled out-of-fold": (pooled_labels, pooled_probs, f"AUROC {format_ci(summary['pooled_case'])}")},
+             fold_dirs[0].parent / "roc_pooled.png")
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The CV result as a short Markdown table (case level, held-out folds)."""
+    lines = [
+        f"## {summary['model']}: {summary['folds']}-fold case-grouped cross-validation (seed {summary['seed']})",
+        "",
+        "| metric (case level, held-out fold) | mean ± std over folds |",
+        "| --- | --- |",
+    ]
+    for key in SUMMARY_KEYS:
+        value = summary[f"case_{key}"]
+        lines.append(f"| {key} | {value['mean']:.3f} ± {value['std']:.3f} |")
+    pooled = summary["pooled_case"]
+    lines += ["", f"Pooled out-of-fold AUROC over {summary['pooled_cases']} cases: {format_ci(pooled)} (95% bootstrap CI)."]
+    return "\n".join(lines) + "\n"
