@@ -1,5 +1,191 @@
-"""Placeholder until implemented."""
+"""``thyronet predict|explain|localise|analyze|export``: using a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import ThyronetError
 
 
-def register(subcommands) -> None:
-    pass
+def _backend(args: argparse.Namespace):
+    """The model named on the command line: a checkpoint, or --onnx FILE (then every positional is an input)."""
+    from ..clinical.backends import load_backend
+
+    if getattr(args, "onnx", None):
+        if args.checkpoint:
+            args.inputs = [args.checkpoint, *args.inputs]
+        return load_backend(args.onnx)
+    if not args.checkpoint:
+        raise ThyronetError("give a checkpoint (a .ckpt file or run folder) or --onnx FILE")
+    return load_backend(args.checkpoint)
+
+
+def _predict_inputs(args: argparse.Namespace, backend):
+    """Predict every input; unreadable files become rows with their error (the others go on)."""
+    from ..clinical.predict import Prediction, predict_records
+    from ..data import open_inputs
+
+    if not args.inputs:
+        raise ThyronetError("no input images given")
+    collection = open_inputs(args.inputs)
+    results = predict_records(backend, collection.images)
+    results += [(Prediction(str(issue.path), error=issue.problem), None) for issue in collection.issues]
+    return results
+
+
+def _overlays(backend, results, method: str):
+    """(prediction, preprocessed, overlay) per result; Grad-CAM needs the PyTorch checkpoint."""
+    from ..clinical.explain import CamExplainer, overlay
+
+    if backend.loaded is None:
+        return [(p, prepared, None) for p, prepared in results]
+    explainer = CamExplainer(backend, method)
+    return [
+        (p, prepared, None if prepared is None else overlay(prepared, explainer(backend.to_tensor(prepared))))
+        for p, prepared in results
+    ]
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from ..clinical.predict import format_predictions, write_predictions
+    from ..clinical.report import write_report
+
+    backend = _backend(args)
+    results = _predict_inputs(args, backend)
+    predictions = [p for p, _ in results]
+    print(format_predictions(predictions))
+    if args.out:
+        write_predictions(predictions, Path(args.out))
+        print(f"wrote {args.out}")
+    if args.report:
+        write_report(Path(args.report), backend, _overlays(backend, results, "gradcam"))
+        print(f"wrote {args.report}")
+    return 0 if all(p.error is None for p in predictions) else 1
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from ..clinical.explain import save_png, side_by_side
+
+    backend = _backend(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for prediction, prepared, blended in _overlays(backend, _predict_inputs(args, backend), args.method):
+        if prediction.error:
+            print(f"{prediction.input}: error: {prediction.error}", file=sys.stderr)
+            failed += 1
+            continue
+        name = Path(prediction.input.split("#")[0]).stem + (f"_f{prediction.input.split('#')[1]}" if "#" in prediction.input else "")
+        path = save_png(side_by_side(prepared, blended, prediction, args.method), out / f"{name}_{args.method}.png")
+        print(f"{prediction.input}: P(malignant) {prediction.probability:.3f} -> {path}")
+    return 1 if failed else 0
+
+
+def _localise(args: argparse.Namespace) -> int:
+    from ..clinical.backends import load_backend
+    from ..clinical.explain import CamExplainer
+    from ..clinical.localisation import LocalisationSummary
+    from ..data import open_source
+    from ..data.dataset import load_prepared
+    from ..data.locate import resolve_data_path
+    from ..data.splits import SplitPlan
+
+    collection = open_source(resolve_data_path(args.data))
+    rows = []
+    for checkpoint in args.checkpoints:
+        backend = load_backend(checkpoint)
+        records = [r for r in collection.images if r.outlines]
+        split_file = backend.source.parent.parent / "split.json"
+        if not args.all_images and split_file.is_file():  # the run's unseen test cases only
+            records = [r for r in records if r.case_id in set(SplitPlan.load(split_file).splits[0].test)]
+        explainer = CamExplainer(backend, args.method)
+        pairs = []
+        for record in records:
+            prepared, mask = load_prepared(record, backend.config.data.preprocess)
+            pairs.append((explainer(backend.to_tensor(prepared)), mask))
+        summary = LocalisationSummary.from_pairs(pairs)
+        rows.append({"model": backend.name, "checkpoint": str(backend.source), "method": args.method, **summary.__dict__})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print("| model | images | CAM mass inside outline | pointing-game hit rate | outline area (chance) |")
+    print("| --- | ---: | --- | ---: | ---: |")
+    for row in rows:
+        print(f"| {row['model']} | {row['images']} | {row['mass_inside_mean']:.3f} ± {row['mass_inside_std']:.3f} "
+              f"| {row['pointing_hit_rate']:.3f} | {row['outline_area_share']:.3f} |")
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from ..clinical.analyze import error_table, format_table, held_out_predictions, plot_error_bars
+    from ..data import open_source
+    from ..data.locate import resolve_data_path
+    from ..engine.config import config_from_dict
+    from ..io import write_text_atomic
+
+    import yaml
+
+    run = Path(args.run)
+    config_file = run / "config.yaml"
+    data = args.data or (config_from_dict(yaml.safe_load(config_file.read_text())).data.path if config_file.is_file() else None)
+    collection = open_source(resolve_data_path(data))
+    table = error_table(held_out_predictions(run), collection)
+    text = format_table(table)
+    print(text)
+    write_text_atomic(run / "errors_by_category.md", text)
+    print(f"wrote {run / 'errors_by_category.md'} and {plot_error_bars(table, run / 'errors_by_category.png')}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ..clinical.backends import load_backend
+    from ..clinical.export import export_onnx
+
+    backend = load_backend(args.checkpoint)
+    if backend.loaded is None:
+        raise ThyronetError("export needs a PyTorch checkpoint")
+    data = backend.config.data
+    path = export_onnx(backend.loaded.model, args.onnx, data.in_chans, data.preprocess.size, backend.metadata())
+    print(f"wrote {path} (input: batch x {data.in_chans} x {data.preprocess.size} x {data.preprocess.size}; "
+          "preprocessing and calibration stored in its metadata)")
+    return 0
+
+
+def register(subcommands: argparse._SubParsersAction) -> None:
+    from ..clinical.explain import CAM_METHODS
+
+    predict = subcommands.add_parser("predict", help="calibrated probability of malignancy and decision for new images")
+    predict.add_argument("checkpoint", nargs="?", help="a .ckpt file or run folder")
+    predict.add_argument("inputs", nargs="*", help="image or DICOM files, folders of them, or a CSV manifest")
+    predict.add_argument("--onnx", metavar="FILE", help="run an ONNX export through onnxruntime instead of a checkpoint")
+    predict.add_argument("--out", help="write the predictions as .csv or .json")
+    predict.add_argument("--report", metavar="HTML", help="write a self-contained HTML report (with Grad-CAM for checkpoints)")
+    predict.set_defaults(handler=_predict)
+
+    explain = subcommands.add_parser("explain", help="Grad-CAM overlays beside the input, as PNG files")
+    explain.add_argument("checkpoint", help="a .ckpt file or run folder")
+    explain.add_argument("inputs", nargs="+", help="image or DICOM files or folders")
+    explain.add_argument("--method", choices=list(CAM_METHODS), default="gradcam")
+    explain.add_argument("--out", default="explanations", help="folder for the PNGs (default: %(default)s)")
+    explain.set_defaults(handler=_explain)
+
+    localise = subcommands.add_parser("localise", help="does the heat sit on the nodule? CAM mass in outline, pointing game")
+    localise.add_argument("checkpoints", nargs="+", help="checkpoints (or run folders) to compare")
+    localise.add_argument("--data", help="DDTI folder with outlines (default: $THYRONET_DDTI, then ../shared/data/ddti)")
+    localise.add_argument("--method", choices=list(CAM_METHODS), default="gradcam")
+    localise.add_argument("--all-images", action="store_true", help="all outlined images, not only the run's test cases")
+    localise.add_argument("--json", action="store_true")
+    localise.set_defaults(handler=_localise)
+
+    analyze = subcommands.add_parser("analyze", help="error rate by composition, echogenicity, margins, calcifications, TIRADS")
+    analyze.add_argument("run", help="a finished run folder or CV folder (its held-out predictions)")
+    analyze.add_argument("--data", help="the DDTI folder (default: the run's data path)")
+    analyze.set_defaults(handler=_analyze)
+
+    export = subcommands.add_parser("export", help="export a checkpoint to a single ONNX file (dynamic batch)")
+    export.add_argument("checkpoint", help="a .ckpt file or run folder")
+    export.add_argument("--onnx", required=True, metavar="FILE", help="the ONNX file to write")
+    export.set_defaults(handler=_export)

@@ -15,8 +15,11 @@ from ..io import atomic_path
 OPSET = 18
 
 
-def export_onnx(model: nn.Module, path: str | Path, in_chans: int, size: int) -> Path:
-    """Write ``model`` as a single ONNX file whose input is (batch, in_chans, size, size)."""
+def export_onnx(
+    model: nn.Module, path: str | Path, in_chans: int, size: int, metadata: dict[str, str] | None = None
+) -> Path:
+    """Write ``model`` as a single ONNX file whose input is (batch, in_chans, size, size);
+    ``metadata`` (e.g. preprocessing and calibration) is stored in the file's model properties."""
     path = Path(path)
     model.eval()
     example = torch.randn(1, in_chans, size, size)
@@ -27,6 +30,12 @@ def export_onnx(model: nn.Module, path: str | Path, in_chans: int, size: int) ->
             dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET,
             dynamo=False, external_data=False,
         )
+        if metadata:
+            import onnx
+
+            proto = onnx.load(str(tmp))
+            onnx.helper.set_model_props(proto, metadata)
+            onnx.save(proto, str(tmp))
     return path
 
 
@@ -44,6 +53,7 @@ class OnnxClassifier:
         except Exception as error:  # onnxruntime raises its own exception types
             raise ThyronetError(f"{path}: not a loadable ONNX model ({error})") from None
         self.input_name = self.session.get_inputs()[0].name
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch.astype(np.float32)})[0]

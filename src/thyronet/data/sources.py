@@ -135,9 +135,6 @@ def open_source(path: str | Path, strict: bool = False) -> Collection:
 def open_inputs(paths: Sequence[str | Path], strict: bool = False) -> Collection:
     """Inputs for prediction: one source (DDTI, class folders, CSV) or any mix of files/folders."""
     paths = [Path(p) for p in paths]
-    if len(paths) == 1:
+    if len(paths) == 1 and (paths[0].is_dir() or paths[0].suffix.lower() == ".csv"):
         return open_source(paths[0], strict)
-    for path in paths:
-        if not path.exists():
-            raise ThyronetError(f"{path}: no such file or folder")
-    return read_files(paths, strict)
+    return read_files(paths, strict)  # a missing or unreadable file is one counted issue

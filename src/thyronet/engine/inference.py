@@ -56,10 +56,11 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
     if not path.is_file():
         raise DataError(path, "checkpoint not found")
     try:
+        # thyronet checkpoints hold the run config (plain Python objects) beside the tensors
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         config = config_from_dict(checkpoint["hyper_parameters"]["config"])
         state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
-    except (KeyError, TypeError, RuntimeError, OSError, EOFError) as error:
+    except Exception as error:  # unpickling, zip and key errors of many kinds
         raise DataError(path, f"not a thyronet checkpoint ({error.__class__.__name__}: {error})") from None
     model = create_model(config.model.name, num_classes=2, in_chans=config.data.in_chans, drop_rate=config.model.drop_rate)
     model.load_state_dict(state)

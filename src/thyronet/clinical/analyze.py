@@ -1,0 +1,82 @@
+"""Where does the model fail? Error rates by nodule type (composition, echogenicity, margins,
+calcifications, TIRADS), from a run's or a CV folder's held-out predictions."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ..data.records import Collection  # noqa: E402
+from ..errors import ThyronetError  # noqa: E402
+from ..io import atomic_path  # noqa: E402
+
+CATEGORIES = ("composition", "echogenicity", "margins", "calcifications", "tirads")
+
+
+def held_out_predictions(run_dir: Path) -> list[dict[str, str]]:
+    """Rows of ``predictions_test.csv`` of a run, or of every fold of a CV folder."""
+    files = sorted(run_dir.glob("fold-*/predictions_test.csv")) or [run_dir / "predictions_test.csv"]
+    files = [f for f in files if f.is_file()]
+    if not files:
+        raise ThyronetError(f"{run_dir}: no predictions_test.csv (a finished run or CV folder is needed)")
+    rows = []
+    for file in files:
+        with open(file, newline="") as handle:
+            rows += list(csv.DictReader(handle))
+    return rows
+
+
+def error_table(rows: list[dict[str, str]], collection: Collection) -> dict[str, dict[str, dict[str, Any]]]:
+    """category -> value -> {images, errors, error_rate}, judged at the operating threshold."""
+    attributes = collection.case_attributes
+    table: dict[str, dict[str, dict[str, Any]]] = {c: defaultdict(lambda: {"images": 0, "errors": 0}) for c in CATEGORIES}
+    for row in rows:
+        if not row["label"]:
+            continue
+        wrong = row["decision"] != row["label"]
+        case = attributes.get(row["case"], {})
+        for category in CATEGORIES:
+            cell = table[category][case.get(category) or "(not recorded)"]
+            cell["images"] += 1
+            cell["errors"] += int(wrong)
+    for category in CATEGORIES:
+        for cell in table[category].values():
+            cell["error_rate"] = cell["errors"] / cell["images"]
+        table[category] = dict(sorted(table[category].items()))
+    return table
+
+
+def format_table(table: dict[str, dict[str, dict[str, Any]]]) -> str:
+    lines = ["| category | value | images | errors | error rate |", "| --- | --- | ---: | ---: | ---: |"]
+    for category, values in table.items():
+        for value, cell in values.items():
+            lines.append(f"| {category} | {value} | {cell['images']} | {cell['errors']} | {cell['error_rate']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_error_bars(table: dict[str, dict[str, dict[str, Any]]], path: Path) -> Path:
+    """One panel per category: error rate per value, with the image count on each bar."""
+    fig, axes = plt.subplots(1, len(table), figsize=(4 * len(table), 3.8), sharey=True)
+    for axis, (category, values) in zip(axes, table.items()):
+        names = list(values)
+        rates = [values[n]["error_rate"] for n in names]
+        bars = axis.bar(range(len(names)), rates, color="#c0504d")
+        for bar, name in zip(bars, names):
+            axis.annotate(f"n={values[name]['images']}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                          ha="center", va="bottom", fontsize=7)
+        axis.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=8)
+        axis.set_title(category)
+        axis.set_ylim(0, 1.05)
+    axes[0].set_ylabel("error rate (operating threshold)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

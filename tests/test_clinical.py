@@ -1,0 +1,145 @@
+"""Calibration, thresholds, Grad-CAM, localisation, prediction, export and reports."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from synthetic import ultrasound_image
+from thyronet.clinical.calibration import (
+    calibrate, expected_calibration_error, fit_temperature, negative_log_likelihood, softmax_malignant,
+    threshold_for_sensitivity,
+)
+from thyronet.clinical.localisation import LocalisationSummary, cam_mass_inside, pointing_hit
+from thyronet.cli import main
+
+
+def test_temperature_scaling_lowers_nll_of_an_overconfident_model():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 500)
+    margin = np.where(labels == 1, 1.0, -1.0) + rng.normal(0, 1.5, 500)  # noisy, informative
+    logits = np.stack([np.zeros(500), margin * 6.0], 1)  # 6x overconfident
+    temperature = fit_temperature(logits, labels)
+    assert temperature > 2
+    assert negative_log_likelihood(logits, labels, temperature) < negative_log_likelihood(logits, labels) - 0.2
+    assert expected_calibration_error(labels, softmax_malignant(logits, temperature)) < expected_calibration_error(
+        labels, softmax_malignant(logits))
+
+
+@pytest.mark.parametrize("target", [0.8, 0.9, 1.0])
+def test_threshold_meets_the_target_sensitivity_on_fixed_vectors(target):
+    labels = np.array([1] * 10 + [0] * 10)
+    probs = np.array([0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5, 0.4, 0.3] + [0.65, 0.55, 0.35, 0.2, 0.1] * 2)
+    threshold = threshold_for_sensitivity(labels, probs, target)
+    sensitivity = (probs[labels == 1] >= threshold).mean()
+    assert sensitivity >= target
+    # the most specific such threshold: one step higher would miss the target
+    higher = np.sort(probs[labels == 1])[::-1][int(np.ceil(target * 10)) - 1]
+    assert threshold == higher
+    assert {0.8: 0.5, 0.9: 0.4, 1.0: 0.3}[target] == pytest.approx(threshold)
+
+
+def test_calibrate_reports_validation_operating_point():
+    labels = np.array([1, 1, 1, 1, 0, 0])
+    logits = np.stack([np.zeros(6), np.array([3.0, 2.0, 1.0, -1.0, 1.5, -2.0])], 1)
+    calibration = calibrate(logits, labels, 0.75)
+    assert calibration.val_sensitivity == 0.75 and calibration.val_specificity == 0.5
+
+
+def test_cam_in_outline_on_a_known_hot_spot():
+    heat = np.zeros((50, 50), np.float32)
+    heat[10:20, 10:20] = 1.0
+    heat[40, 40] = 0.5
+    mask = np.zeros((50, 50), np.uint8)
+    mask[5:25, 5:25] = 255
+    assert cam_mass_inside(heat, mask) == pytest.approx(100 / 100.5)
+    assert pointing_hit(heat, mask)
+    assert not pointing_hit(heat, 255 - mask)
+    summary = LocalisationSummary.from_pairs([(heat, mask), (heat, 255 - mask)])
+    assert summary.pointing_hit_rate == 0.5 and summary.outline_area_share == pytest.approx(0.5)
+
+
+@pytest.fixture(scope="module")
+def trained_run(training_ddti, tmp_path_factory):
+    """A 1-epoch model per channel count, trained on synthetic data."""
+    runs = {}
+    for in_chans in (1, 3):
+        out = tmp_path_factory.mktemp(f"clinical{in_chans}")
+        assert main(["train", "--data", str(training_ddti), "--model", "resnet18", "--epochs", "1",
+                     "--set", "data.preprocess.size=48", "--set", f"data.in_chans={in_chans}",
+                     "--set", "train.batch_size=8", "--set", "trainer.threads=1", "--output-dir", str(out)]) == 0
+        runs[in_chans] = next(out.iterdir())
+    return runs
+
+
+@pytest.mark.parametrize("in_chans", [1, 3])
+def test_grad_cam_shape_and_range(trained_run, in_chans):
+    from thyronet.clinical.backends import load_backend
+    from thyronet.clinical.explain import CAM_METHODS, CamExplainer
+
+    backend = load_backend(trained_run[in_chans])
+    prepared, tensor = backend.prepare(ultrasound_image(0, True))
+    assert tensor.shape == (1, in_chans, 48, 48)
+    for method in ("gradcam", "gradcam++", "hirescam"):
+        heat = CamExplainer(backend, method)(tensor)
+        assert heat.shape == prepared.shape and heat.min() >= 0 and heat.max() <= 1 and method in CAM_METHODS
+
+
+def test_predict_on_a_mixed_folder_with_one_corrupt_file(trained_run, tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    Image.fromarray(ultrasound_image(1, True)).save(folder / "a.png")
+    Image.fromarray(ultrasound_image(2, False)).convert("RGBA").save(folder / "b_alpha.png")
+    (folder / "c.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    out = tmp_path / "p.json"
+    code = main(["predict", str(trained_run[1]), str(folder), "--out", str(out), "--report", str(tmp_path / "r.html")])
+    assert code == 1  # one input failed, the others were predicted
+    rows = {r["input"].split("/")[-1]: r for r in json.loads(out.read_text())}
+    assert rows["c.jpg"]["error"].startswith("corrupt or truncated")
+    for name in ("a.png", "b_alpha.png"):
+        assert 0 <= rows[name]["probability"] <= 1 and rows[name]["decision"] in ("benign", "malignant")
+    html = (tmp_path / "r.html").read_text()
+    assert "not a diagnosis" in html and html.count("data:image/png;base64") == 4 and "c.jpg" in html
+
+
+def test_onnx_export_predicts_like_the_checkpoint(trained_run, tmp_path):
+    from thyronet.clinical.backends import load_backend
+    from thyronet.clinical.predict import predict_image
+
+    onnx_file = tmp_path / "m.onnx"
+    assert main(["export", str(trained_run[1]), "--onnx", str(onnx_file)]) == 0
+    torch_backend, onnx_backend = load_backend(trained_run[1]), load_backend(onnx_file)
+    assert onnx_backend.calibration == torch_backend.calibration
+    image = ultrasound_image(5, True)
+    _, tensor = torch_backend.prepare(image)
+    assert np.abs(onnx_backend.logits(torch.cat([tensor, tensor])) - torch_backend.logits(torch.cat([tensor, tensor]))).max() < 1e-4
+    assert predict_image(onnx_backend, image, "x")[0].probability == pytest.approx(
+        predict_image(torch_backend, image, "x")[0].probability, abs=1e-5)
+
+
+def test_explain_writes_side_by_side_pngs(trained_run, tmp_path):
+    image = tmp_path / "n.png"
+    Image.fromarray(ultrasound_image(3, True)).save(image)
+    assert main(["explain", str(trained_run[1]), str(image), "--out", str(tmp_path / "x"), "--method", "gradcam++"]) == 0
+    with Image.open(tmp_path / "x" / "n_gradcam++.png") as png:
+        assert png.size[0] > 2 * 48
+
+
+def test_localise_and_analyze_commands(trained_run, training_ddti, capsys):
+    assert main(["localise", str(trained_run[1]), "--data", str(training_ddti), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["images"] > 0 and 0 <= row["mass_inside_mean"] <= 1
+    assert main(["analyze", str(trained_run[1])]) == 0
+    assert (trained_run[1] / "errors_by_category.png").is_file()
+    assert "| composition | solid |" in capsys.readouterr().out
+
+
+def test_bad_model_files_are_clear_errors(tmp_path, capsys):
+    (tmp_path / "x.onnx").write_bytes(b"nope")
+    (tmp_path / "x.ckpt").write_bytes(b"nope")
+    assert main(["predict", "--onnx", str(tmp_path / "x.onnx"), "a.png"]) == 2
+    assert main(["predict", str(tmp_path / "x.ckpt"), "a.png"]) == 2
+    err = capsys.readouterr().err
+    assert "x.onnx: not a loadable ONNX model" in err and "x.ckpt: not a thyronet checkpoint" in err
