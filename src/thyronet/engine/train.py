@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -49,7 +50,19 @@ class RunResult:
     completed: bool = True
 
 
+RUN_DIR_ENV = "THYRONET_RUN_DIR"
+
+
+def is_global_zero() -> bool:
+    """Whether this process is rank 0 of a (possibly multi-process, multi-node) launch."""
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+
+
 def new_run_dir(config: RunConfig, label: str | None = None) -> Path:
+    """A fresh timestamped folder under ``output_dir``, or ``$THYRONET_RUN_DIR`` when set: DDP
+    re-launches the command in each process, and every process must use the same folder."""
+    if os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(config.output_dir) / f"{stamp}-{label or config.model.name}"
     suffix = 1
@@ -121,7 +134,7 @@ def fit(
     last = run_dir / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise ThyronetError(f"{run_dir}: no checkpoints/last.ckpt to resume from")
-    if not resume:
+    if not resume and is_global_zero():
         run_dir.mkdir(parents=True, exist_ok=True)
         labelled = [r for r in collection.images if r.label is not None]
         write_text_atomic(run_dir / "config.yaml", dump_config(config))
@@ -136,11 +149,18 @@ def fit(
     module = ThyroNetModule(config.to_dict(), weights)
     module.val_case_ids = [r.case_id for r in datamodule.dataset("val").records]
     trainer = _trainer(config, run_dir, callbacks)
+    previous = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the processes Lightning launches for DDP
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
     except SystemExit:  # Lightning's answer to Ctrl-C, after its graceful shutdown
         if not trainer.interrupted:
             raise
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = previous
     if trainer.interrupted:
         log.warning("interrupted: checkpoints/last.ckpt holds the last finished epoch; "
                     "continue with  thyronet train --resume %s", run_dir)
@@ -149,6 +169,7 @@ def fit(
         return RunResult(run_dir, {}, completed=True)
     results = finalize(config, datamodule, split, run_dir)
     results["wall_time_s"] = round(time.time() - started, 1)
+    results["world_size"] = trainer.world_size  # processes that trained (DDP)
     write_text_atomic(run_dir / "results.json", json.dumps(nan_to_none(results), indent=1))
     return RunResult(run_dir, results)
 
