@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DDTI ?= ../shared/data/ddti
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint clean
+.PHONY: setup browser run test lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,13 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/thyronet train --data $(DDTI)
 
-test: $(STAMP)
+# Debian's Chromium and ChromeDriver for the web page's end-to-end test (skipped without them).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	  echo "warning: could not install chromium/chromium-driver; the browser test will be skipped"
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

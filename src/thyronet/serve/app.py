@@ -1,0 +1,145 @@
+"""FastAPI application: ``POST /api/v1/predict``, ``GET /health``, the page at ``/``.
+
+Safety: uploads are size-limited and read in chunks, their type is checked by content (magic
+bytes, not the file name), decoding refuses decompression bombs, each prediction has a time
+limit, the model is loaded once and used under a lock (Grad-CAM hooks are not thread-safe),
+and nothing is written outside a per-request temporary directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.concurrency import run_in_threadpool
+from PIL import Image
+
+from .. import __version__
+from ..clinical.backends import Backend, load_backend
+from ..clinical.explain import CamExplainer, overlay
+from ..clinical.predict import predict_image
+from ..clinical.report import DISCLAIMER
+from ..data.imageio import read_upload
+from ..errors import DataError
+
+STATIC = Path(__file__).parent / "static"
+MAGIC = {
+    b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png", b"BM": "bmp", b"II*\x00": "tiff", b"MM\x00*": "tiff",
+}
+
+
+@dataclass
+class ServiceSettings:
+    max_upload_bytes: int = 20 * 1024 * 1024
+    timeout_s: float = 30.0
+    explain: bool = True
+
+
+def sniff_type(head: bytes) -> str | None:
+    """The upload's format from its first bytes (DICOM: 'DICM' at offset 128), or None."""
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    for magic, kind in MAGIC.items():
+        if head.startswith(magic):
+            return kind
+    return None
+
+
+def png_base64(array: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+class Service:
+    """The loaded model and what a request needs from it, shared by all requests."""
+
+    def __init__(self, backend: Backend, settings: ServiceSettings) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.lock = threading.Lock()
+        can_explain = settings.explain and backend.loaded is not None
+        self.explainer = CamExplainer(backend) if can_explain else None
+
+    def predict(self, data: bytes, filename: str) -> dict[str, Any]:
+        image = read_upload(data, filename)  # decoded inside a temporary directory
+        with self.lock:
+            prediction, prepared = predict_image(self.backend, image, filename)
+            heat = self.explainer(self.backend.to_tensor(prepared)) if self.explainer else None
+        calibration = self.backend.calibration
+        return {
+            "filename": filename,
+            "probability_malignant": prediction.probability,
+            "decision": prediction.decision,
+            "threshold": calibration.threshold,
+            "target_sensitivity": calibration.target_sensitivity,
+            "validation_sensitivity": calibration.val_sensitivity,
+            "validation_specificity": calibration.val_specificity,
+            "model": {"name": self.backend.name, "runtime": self.backend.runtime, "thyronet_version": __version__,
+                      "data_fingerprint": self.backend.info.get("data_fingerprint")},
+            "input_png": png_base64(prepared),
+            "overlay_png": None if heat is None else png_base64(overlay(prepared, heat, opacity=1.0)),
+            "notice": DISCLAIMER,
+        }
+
+
+async def read_limited(upload: UploadFile, limit: int) -> bytes:
+    """Read at most ``limit`` bytes in chunks; 413 as soon as the upload is larger."""
+    chunks, size = [], 0
+    while chunk := await upload.read(1 << 20):
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"upload larger than {limit // (1024 * 1024)} MiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(model: str | Path | Backend, settings: ServiceSettings | None = None) -> FastAPI:
+    """The application for one model (a checkpoint, run folder, ONNX file or loaded backend)."""
+    settings = settings or ServiceSettings()
+    backend = model if isinstance(model, Backend) else load_backend(model)
+    service = Service(backend, settings)
+    app = FastAPI(
+        title="thyronet",
+        version=__version__,
+        description="Malignancy probability and Grad-CAM for thyroid nodule ultrasound. " + DISCLAIMER,
+    )
+    app.state.service = service
+
+    @app.exception_handler(HTTPException)
+    async def json_errors(request: Request, error: HTTPException) -> JSONResponse:
+        return JSONResponse({"detail": error.detail, "status": error.status_code}, status_code=error.status_code)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "model": backend.name, "runtime": backend.runtime, "version": __version__}
+
+    @app.post("/api/v1/predict")
+    async def predict(file: UploadFile = File(..., description="an ultrasound image (JPEG, PNG, BMP, TIFF) or DICOM file")):
+        data = await read_limited(file, settings.max_upload_bytes)
+        if not data:
+            raise HTTPException(400, "empty upload")
+        if sniff_type(data[:132]) is None:
+            raise HTTPException(415, "not an image: expected JPEG, PNG, BMP, TIFF or DICOM content")
+        name = Path(file.filename or "upload").name
+        try:
+            return await asyncio.wait_for(run_in_threadpool(service.predict, data, name), settings.timeout_s)
+        except DataError as error:
+            status = 413 if "pixel limit" in error.problem else 422
+            raise HTTPException(status, f"{name}: {error.problem}") from None
+        except asyncio.TimeoutError:
+            raise HTTPException(504, f"prediction took longer than {settings.timeout_s:.0f} s") from None
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    return app

@@ -1,0 +1,152 @@
+"""REST API with good and bad uploads, and the page in headless Chromium."""
+
+import io
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from synthetic import make_dicom, ultrasound_image
+from thyronet.cli import main
+from thyronet.serve.app import ServiceSettings, create_app
+
+
+@pytest.fixture(scope="module")
+def checkpoint(training_ddti, tmp_path_factory):
+    out = tmp_path_factory.mktemp("serve")
+    assert main(["train", "--data", str(training_ddti), "--model", "resnet18", "--epochs", "1", "--set", "data.preprocess.size=48",
+                 "--set", "train.batch_size=8", "--set", "trainer.threads=1", "--output-dir", str(out)]) == 0
+    return next(out.iterdir())
+
+
+@pytest.fixture(scope="module")
+def client(checkpoint):
+    return TestClient(create_app(checkpoint, ServiceSettings(max_upload_bytes=2 * 1024 * 1024)))
+
+
+def png_bytes(image) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_health_and_openapi(client):
+    assert client.get("/health").json()["status"] == "ok"
+    assert "/api/v1/predict" in client.get("/openapi.json").json()["paths"]
+    assert "not a diagnosis" in client.get("/").text
+
+
+def test_predict_image_returns_probability_decision_and_overlay(client):
+    response = client.post("/api/v1/predict", files={"file": ("nodule.png", png_bytes(ultrasound_image(0, True)), "image/png")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert 0 <= body["probability_malignant"] <= 1 and body["decision"] in ("benign", "malignant")
+    assert body["model"]["name"] == "resnet18" and body["overlay_png"] and body["input_png"]
+    assert "not a diagnosis" in body["notice"]
+
+
+def test_predict_dicom(client, tmp_path):
+    data = make_dicom(tmp_path / "a.dcm").read_bytes()
+    assert client.post("/api/v1/predict", files={"file": ("a.dcm", data, "application/dicom")}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "name, payload, status, message",
+    [
+        ("empty.jpg", b"", 400, "empty upload"),
+        ("notes.jpg", b"this is a text file renamed to .jpg", 415, "not an image"),
+        ("cut.jpg", None, 422, "corrupt or truncated"),
+    ],
+)
+def test_bad_uploads_get_json_errors_and_the_server_stays_up(client, name, payload, status, message):
+    if payload is None:  # a truncated JPEG
+        buffer = io.BytesIO()
+        Image.fromarray(ultrasound_image(0, True)).save(buffer, format="JPEG")
+        payload = buffer.getvalue()[:3000]
+    response = client.post("/api/v1/predict", files={"file": (name, payload, "image/jpeg")})
+    assert response.status_code == status and message in response.json()["detail"]
+    assert client.get("/health").status_code == 200
+
+
+def test_huge_dimensions_and_oversized_uploads(client):
+    buffer = io.BytesIO()
+    Image.new("L", (9000, 9000)).save(buffer, format="PNG")  # 81 Mpixel, compresses to a few hundred kB
+    response = client.post("/api/v1/predict", files={"file": ("bomb.png", buffer.getvalue(), "image/png")})
+    assert response.status_code == 413 and "pixel limit" in response.json()["detail"]
+    big = b"\x89PNG\r\n\x1a\n" + b"0" * (3 * 1024 * 1024)
+    assert client.post("/api/v1/predict", files={"file": ("big.png", big, "image/png")}).status_code == 413
+
+
+def test_dicom_without_pixels(client, tmp_path):
+    data = make_dicom(tmp_path / "n.dcm", pixels=False).read_bytes()
+    response = client.post("/api/v1/predict", files={"file": ("n.dcm", data, "application/dicom")})
+    assert response.status_code == 422 and "no pixel data" in response.json()["detail"]
+
+
+def test_missing_file_field(client):
+    assert client.post("/api/v1/predict").status_code == 422
+
+
+def test_concurrent_requests_share_one_model(client):
+    payload = png_bytes(ultrasound_image(1, False))
+    results = []
+
+    def call():
+        results.append(client.post("/api/v1/predict", files={"file": ("a.png", payload, "image/png")}).json()["probability_malignant"])
+
+    threads = [threading.Thread(target=call) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 6 and max(results) - min(results) < 1e-6
+
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+REAL_IMAGE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ddti" / "100_1.jpg"
+
+
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="Debian chromium and chromium-driver are not installed")
+def test_page_in_headless_chromium(checkpoint, tmp_path):
+    import uvicorn
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(checkpoint), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    image = REAL_IMAGE if REAL_IMAGE.exists() else tmp_path / "synthetic.png"
+    if not REAL_IMAGE.exists():
+        Image.fromarray(ultrasound_image(0, True)).save(image)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1366,800", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        driver.get(f"http://127.0.0.1:{port}/")
+        driver.find_element(By.ID, "file").send_keys(str(image.resolve()))
+        WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "result-prob").text.endswith("%"))
+        assert driver.find_element(By.ID, "result-decision").text.lower() in ("benign", "malignant")
+        assert driver.find_element(By.ID, "overlay-img").get_attribute("src").startswith("data:image/png;base64,")
+        screenshot_dir = Path(os.environ.get("THYRONET_SCREENSHOT_DIR", tmp_path))  # to look at it
+        assert driver.save_screenshot(str(screenshot_dir / "page.png"))
+    finally:
+        driver.quit()
+        server.should_exit = True
+        thread.join(timeout=10)
