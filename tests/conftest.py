@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import synthetic  # noqa: E402
+import synthetic
 
 REAL_DDTI = Path(os.environ.get("THYRONET_DDTI", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ddti"))
 

@@ -8,12 +8,16 @@ import torch
 from PIL import Image
 
 from synthetic import ultrasound_image
+from thyronet.cli import main
 from thyronet.clinical.calibration import (
-    calibrate, expected_calibration_error, fit_temperature, negative_log_likelihood, softmax_malignant,
+    calibrate,
+    expected_calibration_error,
+    fit_temperature,
+    negative_log_likelihood,
+    softmax_malignant,
     threshold_for_sensitivity,
 )
 from thyronet.clinical.localisation import LocalisationSummary, cam_mass_inside, pointing_hit
-from thyronet.cli import main
 
 
 def test_temperature_scaling_lowers_nll_of_an_overconfident_model():

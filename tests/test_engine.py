@@ -2,12 +2,12 @@
 
 import json
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
 from sklearn import metrics as skm
 
-import lightning as L
 from thyronet.data import holdout_plan, open_source
 from thyronet.engine.config import load_config, parse_override
 from thyronet.engine.inference import load_checkpoint

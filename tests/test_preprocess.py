@@ -5,7 +5,13 @@ import torch
 from synthetic import SCAN, ultrasound_image
 from thyronet.data.augment import AugmentConfig, build_transform
 from thyronet.data.preprocess import (
-    PreprocessConfig, letterbox, mask_box, mask_marks, outline_mask, preprocess, scan_area_box,
+    PreprocessConfig,
+    letterbox,
+    mask_box,
+    mask_marks,
+    outline_mask,
+    preprocess,
+    scan_area_box,
 )
 
 NODULE = (200, 100, 320, 200)

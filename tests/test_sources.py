@@ -30,7 +30,8 @@ def test_non_image_in_class_folder_is_named_and_skipped(tmp_path):
 def test_csv_manifest_with_groups_and_bad_rows(tmp_path):
     for i in range(3):
         Image.fromarray(ultrasound_image(i, i == 0)).save(tmp_path / f"a{i}.png")
-    (tmp_path / "list.csv").write_text("path,label,group\na0.png,malignant,p1\na1.png,benign,p1\na2.png,0,\nmissing.png,1,p3\na2.png,perhaps,\n")
+    rows = ["path,label,group", "a0.png,malignant,p1", "a1.png,benign,p1", "a2.png,0,", "missing.png,1,p3", "a2.png,perhaps,"]
+    (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
     collection = open_source(tmp_path / "list.csv")
     assert collection.source == "manifest"
     assert [r.case_id for r in collection.images] == ["p1", "p1", "a2.png"]
@@ -71,7 +72,7 @@ def test_multiframe_dicom_gives_one_record_per_frame_in_one_case(tmp_path):
     make_dicom(folder / "cine.dcm", frames=3)
     collection = open_source(tmp_path)
     assert [r.frame for r in collection.images] == [0, 1, 2]
-    assert len(set(r.case_id for r in collection.images)) == 1
+    assert len({r.case_id for r in collection.images}) == 1
     assert read_image(collection.images[2].path, 2).shape == (64, 96)
 
 

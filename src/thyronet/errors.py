@@ -34,5 +34,5 @@ class DataIssue:
         return f"{self.path}: {self.problem}"
 
     @classmethod
-    def from_error(cls, error: DataError) -> "DataIssue":
+    def from_error(cls, error: DataError) -> DataIssue:
         return cls(error.path, error.problem)

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import ThyronetError

@@ -120,13 +120,13 @@ def _localise(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
+    import yaml
+
     from ..clinical.analyze import error_table, format_table, held_out_predictions, plot_error_bars
     from ..data import open_source
     from ..data.locate import resolve_data_path
     from ..engine.config import config_from_dict
     from ..io import write_text_atomic
-
-    import yaml
 
     run = Path(args.run)
     config_file = run / "config.yaml"

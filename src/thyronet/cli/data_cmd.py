@@ -26,16 +26,19 @@ def add_data_arguments(parser: argparse.ArgumentParser, positional: bool = True)
     parser.add_argument("--strict", action="store_true", help="stop at the first bad file instead of skipping it")
 
 
-def load_collection(args: argparse.Namespace, report: bool = True):
-    """Open the data source named by the arguments; skipped problems go to stderr."""
-    collection = open_source(resolve_data_path(args.data), strict=args.strict)
-    if not report:
-        return collection
+def report_issues(collection):
+    """Print the problems a source skipped to stderr, one line each, and return the collection."""
     for issue in collection.issues:
         print(f"warning: {issue}", file=sys.stderr)
     if collection.issues:
         print(f"warning: {len(collection.issues)} problem(s) skipped (use --strict to stop instead)", file=sys.stderr)
     return collection
+
+
+def load_collection(args: argparse.Namespace, report: bool = True):
+    """Open the data source named by the arguments; skipped problems go to stderr."""
+    collection = open_source(resolve_data_path(args.data), strict=args.strict)
+    return report_issues(collection) if report else collection
 
 
 def _summary(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..data.locate import resolve_data_path
 from ..engine.config import RunConfig, load_config
-from .data_cmd import load_collection
+from .data_cmd import load_collection, report_issues
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,14 +62,19 @@ def _train(args: argparse.Namespace) -> int:
     return 0 if result.completed else 130
 
 
-def _cv(args: argparse.Namespace) -> int:
-    from ..engine.cv import cross_validate
-
+def _fold_setup(args: argparse.Namespace):
+    """Config (with --folds) and data for the commands that cross-validate."""
     config = resolve_config(args)
     if args.folds:
         config.split.folds = args.folds
     args.data = config.data.path
-    collection = load_collection(args)
+    return config, load_collection(args)
+
+
+def _cv(args: argparse.Namespace) -> int:
+    from ..engine.cv import cross_validate
+
+    config, collection = _fold_setup(args)
     out = Path(args.out or Path(config.output_dir) / f"cv-{config.model.name}-k{config.split.folds}-seed{config.seed}")
     return 0 if cross_validate(config, collection, out) is not None else 130
 
@@ -77,11 +82,7 @@ def _cv(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from ..engine.compare import compare
 
-    config = resolve_config(args)
-    if args.folds:
-        config.split.folds = args.folds
-    args.data = config.data.path
-    collection = load_collection(args)
+    config, collection = _fold_setup(args)
     out = Path(args.out or Path(config.output_dir) / f"compare-k{config.split.folds}-seed{config.seed}")
     return 0 if compare(config, collection, args.models, out) is not None else 130
 
@@ -94,9 +95,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ..io import write_text_atomic
 
     loaded = load_checkpoint(args.checkpoint)
-    collection = open_source(args.data, strict=args.strict)
-    for issue in collection.issues:
-        print(f"warning: {issue}")
+    collection = report_issues(open_source(args.data, strict=args.strict))
     records = [r for r in collection.images if r.label is not None]
     if not records:
         raise ThyronetError(f"{args.data}: no labelled images to evaluate (use `thyronet predict` for unlabelled ones)")

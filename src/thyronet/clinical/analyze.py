@@ -11,11 +11,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from ..data.records import Collection  # noqa: E402
-from ..errors import ThyronetError  # noqa: E402
-from ..io import atomic_path  # noqa: E402
+from ..data.records import Collection
+from ..errors import ThyronetError
+from ..io import atomic_path
 
 CATEGORIES = ("composition", "echogenicity", "margins", "calcifications", "tirads")
 
@@ -64,11 +64,11 @@ def format_table(table: dict[str, dict[str, dict[str, Any]]]) -> str:
 def plot_error_bars(table: dict[str, dict[str, dict[str, Any]]], path: Path) -> Path:
     """One panel per category: error rate per value, with the image count on each bar."""
     fig, axes = plt.subplots(1, len(table), figsize=(4 * len(table), 3.8), sharey=True)
-    for axis, (category, values) in zip(axes, table.items()):
+    for axis, (category, values) in zip(axes, table.items(), strict=False):
         names = list(values)
         rates = [values[n]["error_rate"] for n in names]
         bars = axis.bar(range(len(names)), rates, color="#c0504d")
-        for bar, name in zip(bars, names):
+        for bar, name in zip(bars, names, strict=False):
             axis.annotate(f"n={values[name]['images']}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                           ha="center", va="bottom", fontsize=7)
         axis.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=8)

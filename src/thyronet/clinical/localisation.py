@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -28,7 +28,7 @@ class LocalisationSummary:
     outline_area_share: float  # what a uniform map would score on mass inside: the chance level
 
     @classmethod
-    def from_pairs(cls, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> "LocalisationSummary":
+    def from_pairs(cls, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> LocalisationSummary:
         masses, hits, areas = [], [], []
         for heat, mask in pairs:
             masses.append(cam_mass_inside(heat, mask))

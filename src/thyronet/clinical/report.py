@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import html
 import io
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -75,7 +75,7 @@ dl {{ display: grid; grid-template-columns: max-content auto; gap: 2px 12px; }}
  (validation sensitivity {sensitivity}, specificity {specificity})</dd>
 <dt>calibration</dt><dd>temperature {calibration.temperature:.3f}, fitted on validation</dd>
 <dt>training data fingerprint</dt><dd>{html.escape(str(backend.info.get('data_fingerprint')))}</dd>
-<dt>thyronet</dt><dd>{__version__}, report made {datetime.now(timezone.utc).isoformat(timespec='seconds')}</dd>
+<dt>thyronet</dt><dd>{__version__}, report made {datetime.now(UTC).isoformat(timespec='seconds')}</dd>
 </dl></body></html>
 """
     write_text_atomic(path, document)

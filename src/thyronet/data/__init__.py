@@ -5,6 +5,15 @@ from .sources import open_inputs, open_source
 from .splits import Split, SplitPlan, holdout_plan, kfold_plan
 
 __all__ = [
-    "BENIGN", "MALIGNANT", "LABEL_NAMES", "Collection", "ImageRecord", "open_source", "open_inputs",
-    "Split", "SplitPlan", "holdout_plan", "kfold_plan",
+    "BENIGN",
+    "LABEL_NAMES",
+    "MALIGNANT",
+    "Collection",
+    "ImageRecord",
+    "Split",
+    "SplitPlan",
+    "holdout_plan",
+    "kfold_plan",
+    "open_inputs",
+    "open_source",
 ]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import DataError, DataIssue
 from .imageio import probe_image

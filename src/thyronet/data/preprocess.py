@@ -8,8 +8,9 @@ aligned with the image (for previews and for measuring where Grad-CAM looked).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import cv2
 import numpy as np

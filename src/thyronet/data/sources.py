@@ -12,8 +12,8 @@ A multi-frame DICOM file yields one record per frame, all in the file's case.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from ..errors import DataError, DataIssue, ThyronetError
 from .ddti import is_ddti_folder, read_ddti

@@ -57,7 +57,7 @@ class SplitPlan:
         write_text_atomic(Path(path), json.dumps(asdict(self), indent=1))
 
     @classmethod
-    def load(cls, path: str | Path) -> "SplitPlan":
+    def load(cls, path: str | Path) -> SplitPlan:
         try:
             raw = json.loads(Path(path).read_text())
             plan = cls(raw["kind"], raw["seed"], [Split(**s) for s in raw["splits"]], raw.get("data_fingerprint"))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ def pooled_case_predictions(cv_dir: Path) -> dict[str, tuple[int, float]]:
     pooled: dict[str, tuple[int, float]] = {}
     for fold_dir in sorted(cv_dir.glob("fold-*")):
         cases, labels, probs = read_fold_predictions(fold_dir)
-        pooled.update({c: (int(y), float(p)) for c, y, p in zip(cases, labels, probs)})
+        pooled.update({c: (int(y), float(p)) for c, y, p in zip(cases, labels, probs, strict=False)})
     return pooled
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Iterator
+from collections.abc import Iterator
 
 import lightning as L
 import numpy as np
@@ -51,7 +51,7 @@ class EpochSampler(Sampler[tuple[int, int]]):
         else:
             order = torch.randperm(n, generator=generator)
         item_seeds = torch.randint(0, 2**62, (n,), generator=generator)
-        return iter(zip(order.tolist(), item_seeds.tolist()))
+        return iter(zip(order.tolist(), item_seeds.tolist(), strict=False))
 
 
 class UltrasoundDataModule(L.LightningDataModule):

@@ -22,7 +22,7 @@ def score(predictions: Predictions) -> dict[str, Any]:
     if not labelled.any():
         raise ThyronetError("no labelled images to evaluate")
     labels, probs = labels[labelled], probs[labelled]
-    case_ids = [c for c, keep in zip(predictions.case_ids, labelled) if keep]
+    case_ids = [c for c, keep in zip(predictions.case_ids, labelled, strict=False) if keep]
     _, case_labels, case_probs = case_level(case_ids, labels, probs)
     threshold = predictions.calibration.threshold
     return {
@@ -41,7 +41,7 @@ def write_evaluation(predictions: Predictions, out_dir: Path, name: str) -> dict
     predictions.write_csv(out_dir / f"predictions_{name}.csv")
     labels, probs = predictions.labels, predictions.probs
     labelled = labels >= 0
-    case_ids = [c for c, keep in zip(predictions.case_ids, labelled) if keep]
+    case_ids = [c for c, keep in zip(predictions.case_ids, labelled, strict=False) if keep]
     _, case_labels, case_probs = case_level(case_ids, labels[labelled], probs[labelled])
     case = result["case_operating"]
     plot_confusion(case, out_dir / f"confusion_{name}.png",

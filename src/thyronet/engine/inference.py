@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -118,7 +119,7 @@ class Predictions:
         with open_atomic(path) as handle:
             writer = csv.writer(handle)
             writer.writerow(["image", "case", "label", "prob_malignant", "decision", "threshold", "logit_benign", "logit_malignant"])
-            for record, logit, prob in zip(self.records, self.logits, probs):
+            for record, logit, prob in zip(self.records, self.logits, probs, strict=False):
                 decision = "malignant" if prob >= self.calibration.threshold else "benign"
                 writer.writerow([
                     record.key, record.case_id, LABEL_NAMES.get(record.label, ""), f"{prob:.4f}", decision,

@@ -6,7 +6,7 @@ the majority-class baseline beside it (DDTI is about 83% "malignant": 0.83 accur
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from sklearn import metrics as skm
@@ -27,18 +27,21 @@ def _safe_auroc(labels: np.ndarray, probs: np.ndarray) -> float:
     return float(skm.roc_auc_score(labels, probs)) if len(np.unique(labels)) == 2 else float("nan")
 
 
+def bootstrap_indices(labels: np.ndarray, resamples: int = 2000, seed: int = 0) -> Iterator[np.ndarray]:
+    """Indices of resamples with replacement; resamples holding a single class are skipped."""
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    for _ in range(resamples):
+        idx = rng.integers(0, n, n)
+        if len(np.unique(labels[idx])) == 2:
+            yield idx
+
+
 def bootstrap_ci(
     labels: np.ndarray, probs: np.ndarray, statistic=_safe_auroc, resamples: int = 2000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of ``statistic`` over resampled items (cases)."""
-    rng = np.random.default_rng(seed)
-    n = len(labels)
-    values = []
-    for _ in range(resamples):
-        idx = rng.integers(0, n, n)
-        if len(np.unique(labels[idx])) < 2:
-            continue
-        values.append(statistic(labels[idx], probs[idx]))
+    values = [statistic(labels[idx], probs[idx]) for idx in bootstrap_indices(labels, resamples, seed)]
     if not values:
         return float("nan"), float("nan")
     alpha = (1 - level) / 2
@@ -53,7 +56,7 @@ def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5
     tn, fp, fn, tp = skm.confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
     positives = int(labels.sum())
     result = {
-        "n": int(len(labels)),
+        "n": len(labels),
         "n_malignant": positives,
         "threshold": float(threshold),
         "acc": float(skm.accuracy_score(labels, predicted)),
@@ -75,15 +78,10 @@ def paired_bootstrap_auroc(
     labels: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray, resamples: int = 2000, seed: int = 0
 ) -> dict[str, float]:
     """AUROC(a) - AUROC(b) on the same items: point estimate, 95% CI and two-sided p-value."""
-    rng = np.random.default_rng(seed)
-    n = len(labels)
-    diffs = []
-    for _ in range(resamples):
-        idx = rng.integers(0, n, n)
-        if len(np.unique(labels[idx])) < 2:
-            continue
-        diffs.append(_safe_auroc(labels[idx], probs_a[idx]) - _safe_auroc(labels[idx], probs_b[idx]))
-    diffs_array = np.array(diffs)
+    diffs_array = np.array([
+        _safe_auroc(labels[idx], probs_a[idx]) - _safe_auroc(labels[idx], probs_b[idx])
+        for idx in bootstrap_indices(labels, resamples, seed)
+    ])
     p_value = 2 * min(np.mean(diffs_array <= 0), np.mean(diffs_array >= 0))
     return {
         "auroc_diff": _safe_auroc(labels, probs_a) - _safe_auroc(labels, probs_b),

@@ -59,7 +59,7 @@ class ThyroNetModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if not self._val_outputs:
             return
-        logits, labels, indices = (torch.cat(parts) for parts in zip(*self._val_outputs))
+        logits, labels, indices = (torch.cat(parts) for parts in zip(*self._val_outputs, strict=False))
         self._val_outputs.clear()
         if self.trainer.world_size > 1:  # every process sees the whole validation set
             logits, labels, indices = (self.all_gather(t).flatten(0, 1) for t in (logits, labels, indices))

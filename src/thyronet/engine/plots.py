@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import roc_curve
 
-from ..io import atomic_path  # noqa: E402
+from ..io import atomic_path
 
 
 def _save(fig, path: Path) -> Path:
@@ -27,7 +27,7 @@ def plot_curves(history: Sequence[Mapping[str, float]], path: Path) -> Path:
     epochs = [row["epoch"] for row in history]
     panels = [("loss", "Loss"), ("acc", "Accuracy"), ("auroc", "AUROC")]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for axis, (key, title) in zip(axes, panels):
+    for axis, (key, title) in zip(axes, panels, strict=False):
         for split, style in (("train", "-"), ("val", "--")):
             values = [row.get(f"{split}/{key}", np.nan) for row in history]
             if not np.all(np.isnan(np.asarray(values, float))):
@@ -86,7 +86,7 @@ def plot_reliability(labels: np.ndarray, probs: np.ndarray, path: Path, bins: in
     fig, axis = plt.subplots(figsize=(4.4, 4.2))
     axis.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8, label="perfect calibration")
     axis.plot(centres, observed, marker="o", label="model")
-    for x, y, n in zip(centres, observed, counts):
+    for x, y, n in zip(centres, observed, counts, strict=False):
         axis.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
     axis.set_xlabel("predicted probability of malignancy")
     axis.set_ylabel("observed fraction malignant")

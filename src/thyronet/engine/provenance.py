@@ -6,10 +6,11 @@ import hashlib
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..data.records import ImageRecord
 
@@ -58,7 +59,7 @@ def data_fingerprint(records: Sequence[ImageRecord]) -> str:
 
 def provenance(seed: int, records: Sequence[ImageRecord]) -> dict[str, Any]:
     return {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": sys.argv,
         "seed": seed,
         "versions": package_versions(),

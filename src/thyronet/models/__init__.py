@@ -3,4 +3,4 @@
 from . import zoo  # noqa: F401  (registers the models)
 from .registry import cam_target_layer, create_model, get_entry, list_models, register_model
 
-__all__ = ["create_model", "list_models", "get_entry", "register_model", "cam_target_layer"]
+__all__ = ["cam_target_layer", "create_model", "get_entry", "list_models", "register_model"]

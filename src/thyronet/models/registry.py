@@ -5,9 +5,9 @@ Each entry knows the layer Grad-CAM should look at and its default input size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from torch import nn
 

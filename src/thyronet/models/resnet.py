@@ -15,7 +15,7 @@ docs/architecture.md records the reading chosen here:
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, Type
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -104,7 +104,7 @@ class ResNet(nn.Module):
 
     def __init__(
         self,
-        block: Type[BasicBlock | Bottleneck],
+        block: type[BasicBlock | Bottleneck],
         layers: Sequence[int],
         num_classes: int = 2,
         in_chans: int = 3,
@@ -147,7 +147,7 @@ class ResNet(nn.Module):
                 if isinstance(module, (BasicBlock, Bottleneck)) and last_bn is not None:
                     nn.init.constant_(last_bn.weight, 0)
 
-    def _make_layer(self, block: Type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+    def _make_layer(self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(

@@ -43,8 +43,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     state = {}
     for key, value in checkpoint.items():
         for prefix in PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix) :]
+            key = key.removeprefix(prefix)
         state[key] = value
     return state
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile
-from fastapi.responses import FileResponse, JSONResponse
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse
 from PIL import Image
 
 from .. import __version__
@@ -135,7 +135,7 @@ def create_app(model: str | Path | Backend, settings: ServiceSettings | None = N
         except DataError as error:
             status = 413 if "pixel limit" in error.problem else 422
             raise HTTPException(status, f"{name}: {error.problem}") from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise HTTPException(504, f"prediction took longer than {settings.timeout_s:.0f} s") from None
 
     @app.get("/", include_in_schema=False)
