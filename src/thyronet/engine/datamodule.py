@@ -104,6 +104,3 @@ class UltrasoundDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")
-
-    def predict_loader(self, side: str) -> DataLoader:
-        return self._loader(side)

@@ -41,13 +41,6 @@ class LoadedModel:
         data = self.config.data
         return build_transform(None, data.in_chans, data.mean, data.std)
 
-    def prepare(self, image: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """A decoded HxW uint8 frame -> (model input 1xCxHxW, the preprocessed image)."""
-        from ..data.preprocess import preprocess
-
-        prepared, _ = preprocess(image, self.config.data.preprocess)
-        return self.transform()(torch.from_numpy(prepared).unsqueeze(0)).unsqueeze(0), prepared
-
 
 def load_checkpoint(path: str | Path) -> LoadedModel:
     """Rebuild the network of a thyronet checkpoint (``best.ckpt``/``last.ckpt``) on the CPU."""
