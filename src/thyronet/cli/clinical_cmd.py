@@ -100,7 +100,8 @@ def _localise(args: argparse.Namespace) -> int:
         records = [r for r in collection.images if r.outlines]
         split_file = backend.source.parent.parent / "split.json"
         if not args.all_images and split_file.is_file():  # the run's unseen test cases only
-            records = [r for r in records if r.case_id in set(SplitPlan.load(split_file).splits[0].test)]
+            test_cases = set(SplitPlan.load(split_file).splits[0].test)
+            records = [r for r in records if r.case_id in test_cases]
         explainer = CamExplainer(backend, args.method)
         pairs = []
         for record in records:
