@@ -7,17 +7,18 @@ is prepared and judged the same way whichever runtime answers.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..data.augment import build_transform
 from ..data.preprocess import preprocess
 from ..engine.config import RunConfig, config_from_dict
-from ..engine.inference import LoadedModel, load_checkpoint
+from ..engine.inference import LoadedModel, eval_transform, load_checkpoint
 from ..errors import ThyronetError
 from .calibration import Calibration, softmax_malignant
 from .export import OnnxClassifier
@@ -44,11 +45,13 @@ class Backend:
         prepared, _ = preprocess(image, self.config.data.preprocess)
         return prepared, self.to_tensor(prepared)
 
+    @cached_property
+    def _transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return eval_transform(self.config)
+
     def to_tensor(self, prepared: np.ndarray) -> torch.Tensor:
         """A preprocessed uint8 image -> normalised model input 1xCxHxW."""
-        data = self.config.data
-        transform = build_transform(None, data.in_chans, data.mean, data.std)
-        return transform(torch.from_numpy(prepared).unsqueeze(0)).unsqueeze(0)
+        return self._transform(torch.from_numpy(prepared).unsqueeze(0)).unsqueeze(0)
 
     def logits(self, batch: torch.Tensor) -> np.ndarray:
         if self.onnx is not None:

@@ -23,6 +23,12 @@ from ..models import create_model
 from .config import RunConfig, config_from_dict
 
 
+def eval_transform(config: RunConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The run's input transform without augmentation: uint8 1xHxW -> normalised CxHxW."""
+    data = config.data
+    return build_transform(None, data.in_chans, data.mean, data.std)
+
+
 @dataclass
 class LoadedModel:
     """A trained classifier ready for inference: network, run config and calibration."""
@@ -38,8 +44,7 @@ class LoadedModel:
         return self.config.model.name
 
     def transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        data = self.config.data
-        return build_transform(None, data.in_chans, data.mean, data.std)
+        return eval_transform(self.config)
 
 
 def load_checkpoint(path: str | Path) -> LoadedModel:
