@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 from PIL import Image
 
 from thyronet.cli import main
@@ -42,7 +43,7 @@ def test_strict_mode_exits_non_zero_naming_the_file(tmp_path, capsys):
 
 def test_preview_writes_a_png(ddti_dir, tmp_path):
     out = tmp_path / "p.png"
-    assert main(["data", "preview", str(ddti_dir), "--out", str(out), "--count", "5", "--size", "64"]) == 0
+    assert main(["data", "preview", str(ddti_dir), "--out", str(out), "--count", "5", "--set", "data.preprocess.size=64"]) == 0
     with Image.open(out) as image:
         assert image.format == "PNG" and image.size == (4 * 64, 2 * (64 + 14))
 
@@ -52,3 +53,12 @@ def test_split_writes_json_with_receipt(ddti_dir, tmp_path, capsys):
     assert main(["data", "split", str(ddti_dir), "--folds", "3", "--out", str(out)]) == 0
     assert "cases on more than one side: 0" in capsys.readouterr().out
     assert len(json.loads(out.read_text())["splits"]) == 3
+
+
+def test_preview_shows_the_region_of_interest_of_a_config(ddti_dir, tmp_path):
+    out = tmp_path / "roi.png"
+    assert main(["data", "preview", str(ddti_dir), "--out", str(out), "--count", "4", "--set", "data.preprocess.size=64",
+                 "--set", "data.roi.mode=expert"]) == 0
+    with Image.open(out) as image:
+        tiles = np.asarray(image.convert("L"))[14:78, :64]
+    assert (tiles > 0).mean() > 0.8  # the squarer crop around the nodule fills more of the tile than the wide scan (0.68)

@@ -22,20 +22,23 @@ PINNED_PARAMETERS = {
     "googlenet": 5_601_954,
     "mobilenet_v2": 2_226_434,
 }
+CLASSIFIERS = list_models(task="classify")
+SEGMENTERS = list_models(task="segment")
 
 
 def test_registry_lists_the_paper_family_and_peers():
     assert list_models("thyronet")[:4] == ["baseline", "baseline_bottleneck", "baseline_block", "thyronet_x4"]
     assert set(list_models("peer")) == {"vgg16_bn", "alexnet", "googlenet", "mobilenet_v2"}
-    assert set(PINNED_PARAMETERS) == set(list_models())
+    assert set(PINNED_PARAMETERS) == set(CLASSIFIERS)
+    assert SEGMENTERS == list_models("segmentation") == ["unet", "unet_x4"]
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_parameter_count_is_pinned(name):
     assert count_parameters(create_model(name, num_classes=2, in_chans=3)) == PINNED_PARAMETERS[name]
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIERS)
 @pytest.mark.parametrize("in_chans", [1, 3])
 def test_forward_gives_finite_logits(name, in_chans):
     torch.manual_seed(0)
@@ -48,13 +51,13 @@ def test_forward_gives_finite_logits(name, in_chans):
 @pytest.mark.parametrize("name", list_models())
 def test_backward_reaches_every_parameter(name):
     torch.manual_seed(0)
-    model = create_model(name, in_chans=1).train()
+    model = create_model(name, num_classes=2 if get_entry(name).task == "classify" else 1, in_chans=1).train()
     model(torch.randn(2, 1, 64, 64)).sum().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_cam_target_layer_exists_and_is_spatial(name):
     model = create_model(name, in_chans=1).eval()
     layer = cam_target_layer(model, name)
@@ -62,8 +65,36 @@ def test_cam_target_layer_exists_and_is_spatial(name):
     layer.register_forward_hook(lambda m, i, o: captured.setdefault("out", o))
     with torch.no_grad():
         model(torch.randn(1, 1, 96, 96))
-    assert captured["out"].ndim == 4
-    assert get_entry(name).input_size == 224
+    assert captured["out"].ndim == 4 and 2 <= captured["out"].shape[-1] <= 6  # a coarse spatial grid at 96 px
+
+
+@pytest.mark.parametrize("name", SEGMENTERS)
+@pytest.mark.parametrize("size", [64, 96])
+def test_segmenters_give_one_logit_per_input_pixel(name, size):
+    model = create_model(name, num_classes=1, in_chans=1).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 1, size, size))
+    assert out.shape == (2, 1, size, size) and torch.isfinite(out).all()
+    with pytest.raises(ThyronetError, match="Grad-CAM explains classifiers"):
+        cam_target_layer(model, name)
+
+
+def test_unet_x4_reuses_the_thyronet_x4_encoder():
+    encoder = create_model("unet_x4", num_classes=1).encoder
+    assert encoder.stages[2][0].conv2.kernel_size == (5, 5) and encoder.stages[2][0].conv2.groups == 32
+    assert encoder.widths == [64, 256, 512, 1024, 2048]
+
+
+def test_descriptor_heads_share_the_features_and_leave_forward_unchanged():
+    torch.manual_seed(0)
+    plain = create_model("resnet18", in_chans=1).eval()
+    torch.manual_seed(0)
+    heads = create_model("resnet18", in_chans=1, descriptor_classes={"composition": 6, "margins": 5}).eval()
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        logits, outputs = heads.forward_with_descriptors(x)
+        assert torch.allclose(logits, heads(x)) and torch.allclose(heads(x), plain(x))
+    assert outputs["composition"].shape == (2, 6) and outputs["margins"].shape == (2, 5)
 
 
 def test_thyronet_x4_block_layout():

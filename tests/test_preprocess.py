@@ -6,13 +6,18 @@ from synthetic import SCAN, ultrasound_image
 from thyronet.data.augment import AugmentConfig, build_transform
 from thyronet.data.preprocess import (
     PreprocessConfig,
+    grow_box,
+    jitter_box,
+    largest_component,
     letterbox,
     mask_box,
     mask_marks,
     outline_mask,
     preprocess,
+    preprocess_with_geometry,
     scan_area_box,
 )
+from thyronet.data.region import RegionConfig, crop_region, expert_box, parse_box
 
 NODULE = (200, 100, 320, 200)
 ELLIPSE = tuple((200 + 60 + 60 * np.cos(t), 150 + 50 * np.sin(t)) for t in np.linspace(0, 2 * np.pi, 40))
@@ -39,17 +44,20 @@ def test_blank_image_keeps_the_whole_frame():
 
 def test_outline_mask_follows_every_geometric_step():
     image = ultrasound_image(0, True, NODULE)
-    for config in (PreprocessConfig(size=64), PreprocessConfig(size=64, nodule_crop=True), PreprocessConfig(size=96, scan_crop=False)):
-        prepared, mask = preprocess(image, config, [ELLIPSE])
+    region = grow_box(mask_box(outline_mask(image.shape, [ELLIPSE])), image.shape, 0.25)
+    for config, crop in ((PreprocessConfig(size=64), None), (PreprocessConfig(size=64), region),
+                         (PreprocessConfig(size=96, scan_crop=False), None)):
+        prepared, mask = preprocess(image, config, [ELLIPSE], crop)
         assert prepared.shape == mask.shape == (config.size, config.size)
         inside, outside = prepared[mask > 0].mean(), prepared[(mask == 0) & (prepared > 0)].mean()
         assert inside < outside - 30  # the dark malignant nodule stays under its outline
 
 
-def test_nodule_crop_zooms_in():
+def test_region_of_interest_zooms_in():
     image = ultrasound_image(0, True, NODULE)
     _, full = preprocess(image, PreprocessConfig(size=64), [ELLIPSE])
-    _, crop = preprocess(image, PreprocessConfig(size=64, nodule_crop=True, nodule_margin=0.1), [ELLIPSE])
+    region = grow_box(mask_box(outline_mask(image.shape, [ELLIPSE])), image.shape, 0.1)
+    _, crop = preprocess(image, PreprocessConfig(size=64), [ELLIPSE], region)
     assert (crop > 0).mean() > 3 * (full > 0).mean()
 
 
@@ -98,3 +106,47 @@ def test_transform_output_and_augmentation_is_random_but_shape_stable():
     augmented = build_transform(AugmentConfig(), 1, 0.2, 0.2)
     first, second = augmented(image), augmented(image)
     assert first.shape == (1, 64, 64) and not torch.allclose(first, second)
+
+
+@pytest.mark.parametrize("region", [None, (180, 80, 340, 230)])
+def test_geometry_carries_a_map_back_onto_the_frame(region):
+    image = ultrasound_image(0, True, NODULE)
+    truth = outline_mask(image.shape, [ELLIPSE])
+    _, mask, geometry = preprocess_with_geometry(image, PreprocessConfig(size=96), [ELLIPSE], region)
+    back = geometry.to_frame(mask, interpolation=0)
+    assert back.shape == image.shape
+    overlap = ((back > 0) & (truth > 0)).sum() / ((back > 0) | (truth > 0)).sum()
+    assert overlap > 0.9  # the round trip through a 96-px input loses only the edge pixels
+
+
+def test_box_jitter_stays_inside_the_image_and_near_the_box():
+    rng = np.random.default_rng(0)
+    shape = (360, 560)
+    for box in [(0, 0, 40, 30), (500, 320, 560, 360), (200, 100, 320, 200), (10, 10, 12, 12)]:
+        for _ in range(200):
+            x0, y0, x1, y1 = jitter_box(box, shape, 0.3, rng)
+            assert 0 <= x0 < x1 <= 560 and 0 <= y0 < y1 <= 360 and x1 - x0 >= 2 and y1 - y0 >= 2
+            grown = crop_region((x0, y0, x1, y1), shape, RegionConfig(margin=0.3))
+            assert 0 <= grown[0] < grown[2] <= 560 and 0 <= grown[1] < grown[3] <= 360
+    centre = [(b[0] + b[2]) / 2 for b in (jitter_box((200, 100, 320, 200), shape, 0.15, rng) for _ in range(500))]
+    assert abs(np.mean(centre) - 260) < 3 and max(abs(c - 260) for c in centre) <= 0.15 * 120 + 1
+
+
+def test_expert_box_takes_the_larger_view_of_a_dual_view_outline():
+    small = tuple((60 + 10 * np.cos(t), 60 + 10 * np.sin(t)) for t in np.linspace(0, 2 * np.pi, 20))
+    x0, y0, x1, y1 = expert_box((360, 560), [small, ELLIPSE])
+    assert abs(x0 - 200) <= 2 and abs(x1 - 320) <= 2 and abs(y0 - 100) <= 2 and abs(y1 - 200) <= 2
+    mask = outline_mask((360, 560), [small, ELLIPSE])
+    assert (largest_component(mask) > 0).sum() < (mask > 0).sum()
+    assert crop_region(None, (360, 560), RegionConfig()) is None
+
+
+def test_parse_box_accepts_four_numbers_and_names_the_problem():
+    assert parse_box("10,20,110,220") == (10, 20, 110, 220)
+    for text in ("1,2,3", "a,b,c,d", "50,50,10,10"):
+        with pytest.raises(ValueError, match="box"):
+            parse_box(text)
+
+
+def test_grow_box_clips_to_the_image():
+    assert grow_box((0, 0, 10, 10), (50, 50), 0.5) == (0, 0, 15, 15)

@@ -24,29 +24,42 @@ def _backend(args: argparse.Namespace):
 
 
 def _predict_inputs(args: argparse.Namespace, backend):
-    """Predict every input; unreadable files become rows with their error (the others go on)."""
-    from ..clinical.predict import Prediction, predict_records
+    """Predict every input; unreadable files become answers with their error (the others go on)."""
+    from ..clinical.predict import Answer, Prediction, predict_records
     from ..data import open_inputs
+    from ..data.region import parse_box
 
     if not args.inputs:
         raise ThyronetError("no input images given")
+    box = None
+    if getattr(args, "box", None):
+        try:
+            box = parse_box(args.box)
+        except ValueError as error:
+            raise ThyronetError(str(error)) from None
+        if backend.config.data.roi.mode == "none":
+            raise ThyronetError("--box: this model looks at the whole scan area (trained without a region of interest)")
     collection = open_inputs(args.inputs)
-    results = predict_records(backend, collection.images)
-    results += [(Prediction(str(issue.path), error=issue.problem), None) for issue in collection.issues]
+    results = predict_records(backend, collection.images, box)
+    results += [Answer(Prediction(str(issue.path), error=issue.problem)) for issue in collection.issues]
     return results
 
 
-def _overlays(backend, results, method: str):
-    """(prediction, preprocessed, overlay) per result; Grad-CAM needs the PyTorch checkpoint."""
-    from ..clinical.explain import CamExplainer, overlay
+def _overlays(backend, answers, method: str):
+    """(answer, frame with contours, frame with the heat map or None) per answer; Grad-CAM needs
+    the PyTorch checkpoint."""
+    from ..clinical.explain import CamExplainer, frame_overlay
 
-    if backend.loaded is None:
-        return [(p, prepared, None) for p, prepared in results]
-    explainer = CamExplainer(backend, method)
-    return [
-        (p, prepared, None if prepared is None else overlay(prepared, explainer(backend.to_tensor(prepared))))
-        for p, prepared in results
-    ]
+    explainer = CamExplainer(backend, method) if backend.loaded is not None else None
+    rows = []
+    for answer in answers:
+        if answer.prepared is None:
+            rows.append((answer, None, None))
+            continue
+        plain = frame_overlay(answer.frame, answer.prepared)
+        heat = explainer(backend.to_tensor(answer.prepared.image)) if explainer else None
+        rows.append((answer, plain, None if heat is None else frame_overlay(answer.frame, answer.prepared, heat)))
+    return rows
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -54,14 +67,14 @@ def _predict(args: argparse.Namespace) -> int:
     from ..clinical.report import write_report
 
     backend = _backend(args)
-    results = _predict_inputs(args, backend)
-    predictions = [p for p, _ in results]
+    answers = _predict_inputs(args, backend)
+    predictions = [a.prediction for a in answers]
     print(format_predictions(predictions))
     if args.out:
         write_predictions(predictions, Path(args.out))
         print(f"wrote {args.out}")
     if args.report:
-        write_report(Path(args.report), backend, _overlays(backend, results, "gradcam"))
+        write_report(Path(args.report), backend, _overlays(backend, answers, "gradcam"))
         print(f"wrote {args.report}")
     return 0 if all(p.error is None for p in predictions) else 1
 
@@ -73,15 +86,34 @@ def _explain(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
-    for prediction, prepared, blended in _overlays(backend, _predict_inputs(args, backend), args.method):
+    for answer, plain, blended in _overlays(backend, _predict_inputs(args, backend), args.method):
+        prediction = answer.prediction
         if prediction.error:
             print(f"{prediction.input}: error: {prediction.error}", file=sys.stderr)
             failed += 1
             continue
         name = Path(prediction.input.split("#")[0]).stem + (f"_f{prediction.input.split('#')[1]}" if "#" in prediction.input else "")
-        path = save_png(side_by_side(prepared, blended, prediction, args.method), out / f"{name}_{args.method}.png")
+        path = save_png(side_by_side(plain, blended, prediction, args.method), out / f"{name}_{args.method}.png")
         print(f"{prediction.input}: P(malignant) {prediction.probability:.3f} -> {path}")
     return 1 if failed else 0
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from ..clinical.segment import segment_records
+    from ..data import open_inputs
+    from ..engine.segmenter import Segmenter
+
+    segmenter = Segmenter.load(args.checkpoint)
+    collection = open_inputs(args.inputs)
+    rows = segment_records(segmenter, collection.images, Path(args.out))
+    for issue in collection.issues:
+        print(f"{issue.path}: error: {issue.problem}", file=sys.stderr)
+    for row in rows:
+        size = "" if row.width_px is None else f"  box {row.x0},{row.y0},{row.x1},{row.y1}  {row.width_px}x{row.height_px} px"
+        mm = "" if row.width_mm is None else f" = {row.width_mm}x{row.height_mm} mm"
+        print(f"{row.file}: {row.status}{size}{mm}")
+    print(f"wrote {Path(args.out) / 'segments.csv'}, masks and overlays")
+    return 1 if collection.issues or any(r.status.startswith("error") for r in rows) else 0
 
 
 def _localise(args: argparse.Namespace) -> int:
@@ -89,8 +121,9 @@ def _localise(args: argparse.Namespace) -> int:
     from ..clinical.explain import CamExplainer
     from ..clinical.localisation import LocalisationSummary
     from ..data import open_source
-    from ..data.dataset import load_prepared
+    from ..data.imageio import read_image
     from ..data.locate import resolve_data_path
+    from ..data.preprocess import preprocess
     from ..data.splits import SplitPlan
 
     collection = open_source(resolve_data_path(args.data))
@@ -105,8 +138,12 @@ def _localise(args: argparse.Namespace) -> int:
         explainer = CamExplainer(backend, args.method)
         pairs = []
         for record in records:
-            prepared, mask = load_prepared(record, backend.config.data.preprocess)
-            pairs.append((explainer(backend.to_tensor(prepared)), mask))
+            # the outline in the same crop the model saw (its predicted region, or the scan area)
+            frame = read_image(record.path, record.frame)
+            prepared = backend.prepare(frame)
+            region = None if prepared.region.startswith("scan area") else prepared.geometry.crop
+            _, mask = preprocess(frame, backend.config.data.preprocess, record.outlines, region)
+            pairs.append((explainer(backend.to_tensor(prepared.image)), mask))
         summary = LocalisationSummary.from_pairs(pairs)
         rows.append({"model": backend.name, "checkpoint": str(backend.source), "method": args.method, **summary.__dict__})
     if args.json:
@@ -164,6 +201,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     predict.add_argument("--onnx", metavar="FILE", help="run an ONNX export through onnxruntime instead of a checkpoint")
     predict.add_argument("--out", help="write the predictions as .csv or .json")
     predict.add_argument("--report", metavar="HTML", help="write a self-contained HTML report (with Grad-CAM for checkpoints)")
+    predict.add_argument("--box", metavar="X0,Y0,X1,Y1", help="the nodule's box in input pixels, instead of the predicted one "
+                         "(region-of-interest models)")
     predict.set_defaults(handler=_predict)
 
     explain = subcommands.add_parser("explain", help="Grad-CAM overlays beside the input, as PNG files")
@@ -171,7 +210,14 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     explain.add_argument("inputs", nargs="+", help="image or DICOM files or folders")
     explain.add_argument("--method", choices=list(CAM_METHODS), default="gradcam")
     explain.add_argument("--out", default="explanations", help="folder for the PNGs (default: %(default)s)")
+    explain.add_argument("--box", metavar="X0,Y0,X1,Y1", help="the nodule's box in input pixels, instead of the predicted one")
     explain.set_defaults(handler=_explain)
+
+    segment = subcommands.add_parser("segment", help="find the nodule: mask, contour overlay, box and size per image")
+    segment.add_argument("checkpoint", help="a segmentation checkpoint or run folder (or a classifier run that carries one)")
+    segment.add_argument("inputs", nargs="+", help="image or DICOM files, folders of them, or a CSV manifest")
+    segment.add_argument("--out", default="segments", help="folder for masks, overlays and segments.csv (default: %(default)s)")
+    segment.set_defaults(handler=_segment)
 
     localise = subcommands.add_parser("localise", help="does the heat sit on the nodule? CAM mass in outline, pointing game")
     localise.add_argument("checkpoints", nargs="+", help="checkpoints (or run folders) to compare")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from ..data import holdout_plan, kfold_plan, open_source
 from ..data.locate import resolve_data_path
-from ..data.preprocess import PreprocessConfig
 from ..data.preview import write_preview
 from ..data.splits import receipt
 from ..data.summary import format_summary, summarise
+from ..engine.config import load_config
 from ..errors import ThyronetError
 
 
@@ -51,11 +51,8 @@ def _preview(args: argparse.Namespace) -> int:
     collection = load_collection(args)
     if not collection.images:
         raise ThyronetError(f"{collection.root}: no readable images to preview")
-    config = PreprocessConfig(
-        scan_crop=not args.no_scan_crop, text_mask=args.text_mask, nodule_crop=args.nodule_crop,
-        despeckle=args.despeckle, clahe=args.clahe, size=args.size,
-    )
-    out = write_preview(collection.images, config, Path(args.out), args.count, args.seed)
+    config = load_config(args.config, args.overrides)
+    out = write_preview(collection.images, config.data.preprocess, config.data.roi, Path(args.out), args.count, args.seed)
     print(f"wrote {out}")
     return 0
 
@@ -86,13 +83,11 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     add_data_arguments(preview)
     preview.add_argument("--out", default="preview.png", help="PNG to write (default: %(default)s)")
     preview.add_argument("--count", type=int, default=16, help="number of samples (default: %(default)s)")
-    preview.add_argument("--size", type=int, default=PreprocessConfig.size, help="side in pixels (default: %(default)s)")
     preview.add_argument("--seed", type=int, default=0)
-    preview.add_argument("--no-scan-crop", action="store_true", help="keep the whole frame")
-    preview.add_argument("--text-mask", action="store_true", help="inpaint burned-in marks inside the scan")
-    preview.add_argument("--nodule-crop", action="store_true", help="crop to the outline box with a margin")
-    preview.add_argument("--despeckle", choices=["median", "bilateral", "nlmeans"])
-    preview.add_argument("--clahe", action="store_true", help="contrast-limited histogram equalisation")
+    preview.add_argument("--config", default="cpu", help="show what this config's model sees: its preprocessing and region "
+                         "of interest (expert outline, unjittered) (default: %(default)s)")
+    preview.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a config value, e.g. --set data.preprocess.clahe=true (repeatable)")
     preview.set_defaults(handler=_preview)
 
     split = actions.add_parser("split", help="make a case-grouped, stratified split and save it as JSON")

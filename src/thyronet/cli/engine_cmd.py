@@ -90,25 +90,36 @@ def _compare(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from ..data import open_source
     from ..engine.evaluation import nan_to_none, result_table, write_evaluation
-    from ..engine.inference import load_checkpoint, predict_records
+    from ..engine.inference import load_checkpoint, predict_records, read_checkpoint
+    from ..engine.segmentation import evaluate_segmenter
+    from ..engine.segmenter import Segmenter
+    from ..engine.segmetrics import format_segmentation
     from ..errors import ThyronetError
     from ..io import write_text_atomic
 
-    loaded = load_checkpoint(args.checkpoint)
+    config, _, _, path = read_checkpoint(args.checkpoint)
     collection = report_issues(open_source(args.data, strict=args.strict))
-    records = [r for r in collection.images if r.label is not None]
-    if not records:
-        raise ThyronetError(f"{args.data}: no labelled images to evaluate (use `thyronet predict` for unlabelled ones)")
-    if loaded.config.data.path and Path(loaded.config.data.path).resolve() == Path(args.data).resolve():
+    if config.data.path and Path(config.data.path).resolve() == Path(args.data).resolve():
         print("warning: this is the data the model was trained on; only its test split is unseen "
               "(evaluate an external source, or read results.json of the run)")
-    out = Path(args.out or loaded.path.parent.parent / f"eval-{Path(args.data).name}")
+    out = Path(args.out or path.parent.parent / f"eval-{Path(args.data).name}")
     out.mkdir(parents=True, exist_ok=True)
-    result = write_evaluation(predict_records(loaded, records), out, "eval")
-    result["checkpoint"], result["data"] = str(loaded.path), str(args.data)
+    if config.task == "segment":
+        records = [r for r in collection.images if r.outlines]
+        if not records:
+            raise ThyronetError(f"{args.data}: no images with a nodule outline or mask to evaluate segmentation on")
+        result = evaluate_segmenter(Segmenter.load(path), records, out / "segments_eval.csv")
+        table = format_segmentation({"eval": result})
+    else:
+        records = [r for r in collection.images if r.label is not None]
+        if not records:
+            raise ThyronetError(f"{args.data}: no labelled images to evaluate (use `thyronet predict` for unlabelled ones)")
+        result = write_evaluation(predict_records(load_checkpoint(path), records), out, "eval")
+        table = result_table({"eval": result})
+    result["checkpoint"], result["data"] = str(path), str(args.data)
     write_text_atomic(out / "metrics.json", json.dumps(nan_to_none(result), indent=1))
-    print(result_table({"eval": result}))
-    print(f"wrote {out}/metrics.json, predictions_eval.csv and figures")
+    print(table)
+    print(f"wrote {out}/metrics.json, per-image results and figures")
     return 0
 
 

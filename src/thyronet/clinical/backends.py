@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.preprocess import preprocess
+from ..data.preprocess import Box
 from ..engine.config import RunConfig, config_from_dict
-from ..engine.inference import LoadedModel, eval_transform, load_checkpoint
+from ..engine.inference import LoadedModel, PreparedInput, eval_transform, load_checkpoint, prepare_input
 from ..errors import ThyronetError
 from .calibration import Calibration, softmax_malignant
 from .export import OnnxClassifier
@@ -40,10 +40,10 @@ class Backend:
     def name(self) -> str:
         return self.config.model.name
 
-    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
-        """HxW uint8 frame -> (preprocessed uint8 image, model input 1xCxHxW)."""
-        prepared, _ = preprocess(image, self.config.data.preprocess)
-        return prepared, self.to_tensor(prepared)
+    def prepare(self, image: np.ndarray, box: Box | None = None) -> PreparedInput:
+        """HxW uint8 frame -> the model's input, cut around the nodule when the run looks at a
+        region of interest (``box`` given by the user, else the segmenter's)."""
+        return prepare_input(self.config, self.loaded.segmenter if self.loaded else None, image, (), box)
 
     @cached_property
     def _transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -53,11 +53,11 @@ class Backend:
         """A preprocessed uint8 image -> normalised model input 1xCxHxW."""
         return self._transform(torch.from_numpy(prepared).unsqueeze(0)).unsqueeze(0)
 
-    def logits(self, batch: torch.Tensor) -> np.ndarray:
+    def outputs(self, batch: torch.Tensor) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Malignancy logits and descriptor probabilities (checkpoints with descriptor heads)."""
         if self.onnx is not None:
-            return self.onnx(batch.numpy())
-        with torch.inference_mode():
-            return self.loaded.model(batch).float().numpy()
+            return self.onnx(batch.numpy()), {}
+        return self.loaded.outputs(batch)
 
     def probability(self, logits: np.ndarray) -> np.ndarray:
         return softmax_malignant(logits, self.calibration.temperature)
@@ -84,6 +84,8 @@ def load_backend(path: str | Path) -> Backend:
             info = json.loads(session.metadata.get("thyronet.info", "{}"))
         except (KeyError, ValueError, TypeError) as error:
             raise ThyronetError(f"{path}: not exported by `thyronet export` (missing {error})") from None
+        if config.data.roi.mode != "none":
+            raise ThyronetError(f"{path}: a region-of-interest model; its ONNX export has no segmenter, use the checkpoint")
         return Backend(config, calibration, path, "onnxruntime", info, onnx=session)
     loaded = load_checkpoint(path)
     return Backend(loaded.config, loaded.calibration, loaded.path, "torch", loaded.info, loaded=loaded)

@@ -11,7 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from ..data.imageio import read_image
+from ..data.preprocess import Box
 from ..data.records import ImageRecord
+from ..data.tirads import describe, most_likely_points, tirads_level
+from ..data.vocabulary import DESCRIPTOR_CLASSES
+from ..engine.inference import PreparedInput
 from ..errors import DataError
 from ..io import open_atomic
 from .backends import Backend
@@ -19,7 +23,12 @@ from .backends import Backend
 
 @dataclass
 class Prediction:
-    """One input's answer; ``error`` is set (and the rest empty) when the file could not be read."""
+    """One input's answer; ``error`` is set (and the rest empty) when the file could not be read.
+
+    ``region`` says where the model looked (scan area, predicted, box) and ``box`` the nodule's
+    box in the input's pixels; with descriptor heads, each descriptor's most likely value and its
+    probability, one sentence, and the ACR TI-RADS points and level those values imply.
+    """
 
     input: str
     probability: float | None = None
@@ -27,28 +36,64 @@ class Prediction:
     threshold: float | None = None
     val_sensitivity: float | None = None
     val_specificity: float | None = None
+    region: str | None = None
+    box: str | None = None
+    composition: str | None = None
+    composition_prob: float | None = None
+    echogenicity: str | None = None
+    echogenicity_prob: float | None = None
+    margins: str | None = None
+    margins_prob: float | None = None
+    calcifications: str | None = None
+    calcifications_prob: float | None = None
+    description: str | None = None
+    tirads_points: int | None = None  # derived from the predicted descriptors, not a radiologist's score
+    tirads_level: str | None = None
     error: str | None = None
 
 
-def predict_image(backend: Backend, image: np.ndarray, name: str) -> tuple[Prediction, np.ndarray]:
-    """Predict one decoded frame; returns the prediction and the preprocessed image."""
-    prepared, tensor = backend.prepare(image)
-    probability = float(backend.probability(backend.logits(tensor))[0])
+@dataclass
+class Answer:
+    """A prediction with the frame and model input it came from (for overlays and reports)."""
+
+    prediction: Prediction
+    frame: np.ndarray | None = None
+    prepared: PreparedInput | None = None
+
+
+def predict_image(backend: Backend, image: np.ndarray, name: str, box: Box | None = None) -> Answer:
+    """Predict one decoded frame (optionally with the user's nodule box)."""
+    prepared = backend.prepare(image, box)
+    logits, heads = backend.outputs(backend.to_tensor(prepared.image))
+    probability = float(backend.probability(logits)[0])
     calibration = backend.calibration
-    decision = "malignant" if probability >= calibration.threshold else "benign"
-    return Prediction(name, probability, decision, calibration.threshold, calibration.val_sensitivity,
-                      calibration.val_specificity), prepared
+    prediction = Prediction(
+        name, probability, "malignant" if probability >= calibration.threshold else "benign", calibration.threshold,
+        calibration.val_sensitivity, calibration.val_specificity, region=prepared.region,
+        box=None if prepared.nodule_box is None else ",".join(map(str, prepared.nodule_box)),
+    )
+    if heads:
+        values = {}
+        for head, probs in heads.items():
+            index = int(probs[0].argmax())
+            values[head] = DESCRIPTOR_CLASSES[head][index]
+            setattr(prediction, head, values[head])
+            setattr(prediction, f"{head}_prob", round(float(probs[0, index]), 4))
+        prediction.description = describe(values)
+        prediction.tirads_points = most_likely_points(values)
+        prediction.tirads_level = tirads_level(prediction.tirads_points)
+    return Answer(prediction, image, prepared)
 
 
-def predict_records(backend: Backend, records: Sequence[ImageRecord]) -> list[tuple[Prediction, np.ndarray | None]]:
+def predict_records(backend: Backend, records: Sequence[ImageRecord], box: Box | None = None) -> list[Answer]:
     """Predict each record; a file that fails gets a row with its error, the others go on."""
     results = []
     for record in records:
+        name = str(record.path) + (f"#{record.frame}" if record.frame is not None else "")
         try:
-            results.append(predict_image(backend, read_image(record.path, record.frame), str(record.path) + (
-                f"#{record.frame}" if record.frame is not None else "")))
+            results.append(predict_image(backend, read_image(record.path, record.frame), name, box))
         except DataError as error:
-            results.append((Prediction(str(record.path), error=error.problem), None))
+            results.append(Answer(Prediction(name, error=error.problem)))
     return results
 
 
@@ -67,10 +112,13 @@ def write_predictions(predictions: Sequence[Prediction], path: Path) -> None:
 
 def format_predictions(predictions: Sequence[Prediction]) -> str:
     width = max([len(p.input) for p in predictions] + [5])
-    lines = [f"{'input':<{width}}  {'P(malignant)':>12}  {'decision':<9}  {'threshold':>9}"]
+    lines = [f"{'input':<{width}}  {'P(malignant)':>12}  {'decision':<9}  {'threshold':>9}  region"]
     for p in predictions:
         if p.error:
             lines.append(f"{p.input:<{width}}  error: {p.error}")
         else:
-            lines.append(f"{p.input:<{width}}  {p.probability:>12.3f}  {p.decision:<9}  {p.threshold:>9.3f}")
+            lines.append(f"{p.input:<{width}}  {p.probability:>12.3f}  {p.decision:<9}  {p.threshold:>9.3f}  {p.region}")
+            if p.description:
+                lines.append(f"{'':<{width}}  predicted: {p.description} (ACR TI-RADS {p.tirads_points} points, "
+                             f"{p.tirads_level}, derived from the predicted descriptors)")
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from PIL import Image
 from .. import __version__
 from ..io import write_text_atomic
 from .backends import Backend
-from .predict import Prediction
+from .predict import Answer
 
 DISCLAIMER = (
     "thyronet is a research tool and an aid to the physician, not a diagnosis. Its probability "
@@ -31,22 +31,28 @@ def png_data_uri(array: np.ndarray) -> str:
 
 
 def write_report(
-    path: Path, backend: Backend, items: Sequence[tuple[Prediction, np.ndarray | None, np.ndarray | None]]
+    path: Path, backend: Backend, items: Sequence[tuple[Answer, np.ndarray | None, np.ndarray | None]]
 ) -> Path:
-    """``items``: (prediction, preprocessed input, overlay or None) per input."""
+    """``items``: (answer, frame with region and nodule contour, the same with Grad-CAM or None)."""
     calibration = backend.calibration
     rows = []
-    for prediction, prepared, blended in items:
+    for answer, plain, blended in items:
+        prediction = answer.prediction
         name = html.escape(prediction.input)
         if prediction.error:
             rows.append(f"<tr><td>{name}</td><td colspan='3' class='err'>could not be read: {html.escape(prediction.error)}</td></tr>")
             continue
-        images = f"<img src='{png_data_uri(prepared)}' alt='input'>"
+        images = f"<img src='{png_data_uri(plain)}' alt='input with the region the model looked at'>"
         if blended is not None:
             images += f"<img src='{png_data_uri(blended)}' alt='Grad-CAM overlay'>"
+        details = f"<br><small>looked at: {html.escape(str(prediction.region))}</small>"
+        if prediction.description:
+            details += (f"<br><small>predicted: {html.escape(prediction.description)}; ACR TI-RADS "
+                        f"{prediction.tirads_points} points ({prediction.tirads_level}), derived from the model's "
+                        "descriptor predictions</small>")
         css = "mal" if prediction.decision == "malignant" else "ben"
         rows.append(
-            f"<tr><td>{name}</td><td>{images}</td><td class='{css}'>{prediction.decision}</td>"
+            f"<tr><td>{name}{details}</td><td>{images}</td><td class='{css}'>{prediction.decision}</td>"
             f"<td>{prediction.probability:.2f}</td></tr>"
         )
     sensitivity = "n/a" if calibration.val_sensitivity is None else f"{calibration.val_sensitivity:.2f}"
@@ -56,7 +62,7 @@ def write_report(
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 6px 10px; vertical-align: middle; }}
-img {{ width: 220px; image-rendering: pixelated; margin-right: 6px; }}
+img {{ width: 360px; margin-right: 6px; }}
 .mal {{ color: #b00020; font-weight: bold; }} .ben {{ color: #1b5e20; font-weight: bold; }} .err {{ color: #b00020; }}
 .note {{ background: #fff4e5; border-left: 4px solid #f0a020; padding: 0.6em 1em; max-width: 60em; }}
 dl {{ display: grid; grid-template-columns: max-content auto; gap: 2px 12px; }}
@@ -64,7 +70,7 @@ dl {{ display: grid; grid-template-columns: max-content auto; gap: 2px 12px; }}
 <h1>thyronet prediction report</h1>
 <p class="note">{html.escape(DISCLAIMER)}</p>
 <h2>Predictions</h2>
-<table><tr><th>input</th><th>input / where the model looked (Grad-CAM, malignant class)</th><th>decision</th><th>P(malignant)</th></tr>
+<table><tr><th>input</th><th>region seen (yellow), nodule (green) / Grad-CAM</th><th>decision</th><th>P(malignant)</th></tr>
 {''.join(rows)}
 </table>
 <h2>Model and provenance</h2>

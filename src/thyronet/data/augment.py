@@ -44,21 +44,34 @@ class RepeatChannels(torch.nn.Module):
         return image.expand(self.channels, -1, -1)
 
 
-def build_transform(
-    augment: AugmentConfig | None, in_chans: int, mean: float, std: float
-) -> v2.Compose:
-    """uint8 tensor 1xHxW -> normalised float tensor in_chans x H x W (augmented if given)."""
+def geometric_transform(augment: AugmentConfig | None) -> v2.Compose:
+    """Mirroring, rotation and scaling; applied to an image and its tv_tensors.Mask together."""
     steps: list[torch.nn.Module] = []
     if augment is not None and augment.enabled:
         if augment.hflip:
             steps.append(v2.RandomHorizontalFlip())
         steps.append(v2.RandomAffine(degrees=augment.rotation, scale=(augment.scale_min, augment.scale_max)))
-        if augment.brightness or augment.contrast:
-            steps.append(v2.ColorJitter(brightness=augment.brightness, contrast=augment.contrast))
+    return v2.Compose(steps or [v2.Identity()])
+
+
+def photometric_transform(augment: AugmentConfig | None, in_chans: int, mean: float, std: float) -> v2.Compose:
+    """uint8 tensor 1xHxW -> normalised float in_chans x H x W, with brightness/contrast and
+    speckle when augmenting (image only: a mask never goes through this)."""
+    enabled = augment is not None and augment.enabled
+    steps: list[torch.nn.Module] = []
+    if enabled and (augment.brightness or augment.contrast):
+        steps.append(v2.ColorJitter(brightness=augment.brightness, contrast=augment.contrast))
     steps.append(v2.ToDtype(torch.float32, scale=True))
-    if augment is not None and augment.enabled and augment.speckle:
+    if enabled and augment.speckle:
         steps.append(SpeckleNoise(augment.speckle))
     steps.append(v2.Normalize([mean], [std]))
     if in_chans != 1:
         steps.append(RepeatChannels(in_chans))
     return v2.Compose(steps)
+
+
+def build_transform(
+    augment: AugmentConfig | None, in_chans: int, mean: float, std: float
+) -> v2.Compose:
+    """uint8 tensor 1xHxW -> normalised float tensor in_chans x H x W (augmented if given)."""
+    return v2.Compose([geometric_transform(augment), photometric_transform(augment, in_chans, mean, std)])

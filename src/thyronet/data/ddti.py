@@ -15,13 +15,12 @@ from pathlib import Path
 from ..errors import DataError, DataIssue
 from .imageio import probe_image
 from .records import Collection, ImageRecord, Polygon
-from .vocabulary import label_from_tirads, normalise, normalise_tirads
+from .vocabulary import DESCRIPTORS, label_from_tirads, normalise, normalise_tirads
 
 XML_FIELDS = (
     "number", "age", "sex", "composition", "echogenicity", "margins",
     "calcifications", "tirads", "reportbacaf", "reporteco",
 )
-DESCRIPTORS = ("composition", "echogenicity", "margins", "calcifications")
 
 
 def is_ddti_folder(path: Path) -> bool:

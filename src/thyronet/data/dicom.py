@@ -49,3 +49,18 @@ def read_dicom_frame(path: Path, frame: int | None = None) -> np.ndarray:
     if str(getattr(dataset, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         pixels = 255 - pixels  # MONOCHROME1: the lowest value is white
     return pixels
+
+
+def pixel_spacing_mm(path: Path) -> tuple[float, float] | None:
+    """(row, column) spacing in mm: PixelSpacing, else the first ultrasound region's physical
+    deltas (in cm, DICOM unit code 3); None when the file does not say."""
+    dataset = _read(path, defer_pixels=True)
+    spacing = getattr(dataset, "PixelSpacing", None)
+    if spacing is not None and len(spacing) == 2 and all(float(v) > 0 for v in spacing):
+        return float(spacing[0]), float(spacing[1])
+    for region in getattr(dataset, "SequenceOfUltrasoundRegions", []) or []:
+        units_x, units_y = getattr(region, "PhysicalUnitsXDirection", None), getattr(region, "PhysicalUnitsYDirection", None)
+        dx, dy = getattr(region, "PhysicalDeltaX", None), getattr(region, "PhysicalDeltaY", None)
+        if units_x == 3 and units_y == 3 and dx and dy and float(dx) > 0 and float(dy) > 0:
+            return abs(float(dy)) * 10.0, abs(float(dx)) * 10.0
+    return None

@@ -1,9 +1,11 @@
 """Deterministic preprocessing of an ultrasound frame, each step a switch in the config.
 
-Order: crop to the scan area -> (mask burned-in marks) -> (crop to the nodule's outline box)
--> (despeckle) -> (CLAHE) -> resize keeping the aspect ratio, padded to a square.
-The nodule outline, rasterised to a mask, goes through the same geometric steps, so it stays
-aligned with the image (for previews and for measuring where Grad-CAM looked).
+Order: crop to a region (the scan area, or a region of interest around the nodule given as a
+box in frame pixels) -> (mask burned-in marks) -> (despeckle) -> (CLAHE) -> resize keeping the
+aspect ratio, padded to a square. The nodule outline, rasterised to a mask, goes through the same
+geometric steps, so it stays aligned with the image (for previews and for measuring where Grad-CAM
+looked); :class:`Geometry` records those steps so that a map on the model input (a predicted mask,
+a heat map) can be carried back onto the frame at its own resolution.
 """
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ class PreprocessConfig:
 
     scan_crop: bool = True
     text_mask: bool = False  # also removes bright specks, microcalcifications included: off by default
-    nodule_crop: bool = False
-    nodule_margin: float = 0.25
     despeckle: Literal["median", "bilateral", "nlmeans"] | None = None
     clahe: bool = False
     size: int = 128
@@ -72,15 +72,57 @@ def mask_marks(image: np.ndarray) -> np.ndarray:
     return cv2.inpaint(image, marks, 3, cv2.INPAINT_TELEA)
 
 
-def mask_box(mask: np.ndarray, margin: float) -> Box | None:
+def mask_box(mask: np.ndarray, margin: float = 0.0) -> Box | None:
     """The box around a mask's foreground, grown by ``margin`` times its size on each side."""
     ys, xs = np.nonzero(mask)
     if len(xs) == 0:
         return None
-    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
-    grow_x, grow_y = int((x1 - x0) * margin), int((y1 - y0) * margin)
-    height, width = mask.shape
-    return (max(0, x0 - grow_x), max(0, y0 - grow_y), min(width, x1 + grow_x), min(height, y1 + grow_y))
+    box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    return grow_box(box, mask.shape, margin) if margin else box
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected foreground region of a 0/255 mask (all zeros if there is none).
+
+    DDTI's dual-view frames outline the same nodule in both halves; a region of interest and a
+    reported size refer to one view of it.
+    """
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return np.zeros_like(mask)
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return np.where(labels == largest, 255, 0).astype(np.uint8)
+
+
+def grow_box(box: Box, shape: tuple[int, int], margin: float, min_side: int = 16) -> Box:
+    """``box`` grown by ``margin`` times its width/height on each side (at least ``min_side``
+    pixels wide and high), clipped to an image of ``shape`` (height, width)."""
+    x0, y0, x1, y1 = box
+    height, width = shape
+    half_w = max((x1 - x0) * (0.5 + margin), min_side / 2)
+    half_h = max((y1 - y0) * (0.5 + margin), min_side / 2)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return (
+        max(0, int(np.floor(cx - half_w))), max(0, int(np.floor(cy - half_h))),
+        min(width, int(np.ceil(cx + half_w))), min(height, int(np.ceil(cy + half_h))),
+    )
+
+
+def jitter_box(box: Box, shape: tuple[int, int], amount: float, rng: np.random.Generator) -> Box:
+    """A random perturbation of ``box``: its centre moved by up to ``amount`` of its size, its
+    width and height scaled by up to 1 +/- ``amount``; always at least 2 pixels and inside the image."""
+    x0, y0, x1, y1 = box
+    height, width = shape
+    w, h = x1 - x0, y1 - y0
+    cx = (x0 + x1) / 2 + rng.uniform(-amount, amount) * w
+    cy = (y0 + y1) / 2 + rng.uniform(-amount, amount) * h
+    w *= 1 + rng.uniform(-amount, amount)
+    h *= 1 + rng.uniform(-amount, amount)
+    nx0 = int(np.clip(np.floor(cx - w / 2), 0, width - 2))
+    ny0 = int(np.clip(np.floor(cy - h / 2), 0, height - 2))
+    nx1 = int(np.clip(np.ceil(cx + w / 2), nx0 + 2, width))
+    ny1 = int(np.clip(np.ceil(cy + h / 2), ny0 + 2, height))
+    return (nx0, ny0, nx1, ny1)
 
 
 def despeckle(image: np.ndarray, method: str) -> np.ndarray:
@@ -93,16 +135,39 @@ def despeckle(image: np.ndarray, method: str) -> np.ndarray:
     raise ValueError(f"unknown despeckle method {method!r} (median, bilateral, nlmeans)")
 
 
-def letterbox(image: np.ndarray, size: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
-    """Resize so the longer side is ``size`` and pad the shorter side centrally with zeros."""
-    height, width = image.shape
+def _letterbox_layout(height: int, width: int, size: int) -> tuple[int, int, int, int]:
+    """(resized height, resized width, top, left) of an image letterboxed into size x size."""
     scale = size / max(height, width)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    return new_h, new_w, (size - new_h) // 2, (size - new_w) // 2
+
+
+def letterbox(image: np.ndarray, size: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
+    """Resize so the longer side is ``size`` and pad the shorter side centrally with zeros."""
+    new_h, new_w, top, left = _letterbox_layout(*image.shape[:2], size)
     resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
     out = np.zeros((size, size), image.dtype)
-    top, left = (size - new_h) // 2, (size - new_w) // 2
     out[top : top + new_h, left : left + new_w] = resized
     return out
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How a model input was cut from its frame: the crop box (frame pixels), then a letterbox."""
+
+    frame_shape: tuple[int, int]  # height, width of the original frame
+    crop: Box
+    size: int
+
+    def to_frame(self, input_map: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+        """A size x size map on the model input (a mask, a heat map) -> the frame's pixel grid;
+        zero outside the crop."""
+        x0, y0, x1, y1 = self.crop
+        new_h, new_w, top, left = _letterbox_layout(y1 - y0, x1 - x0, self.size)
+        inner = np.ascontiguousarray(input_map[top : top + new_h, left : left + new_w])
+        out = np.zeros(self.frame_shape, input_map.dtype)
+        out[y0:y1, x0:x1] = cv2.resize(inner, (x1 - x0, y1 - y0), interpolation=interpolation)
+        return out
 
 
 def _crop(image: np.ndarray, box: Box) -> np.ndarray:
@@ -111,20 +176,33 @@ def _crop(image: np.ndarray, box: Box) -> np.ndarray:
 
 
 def preprocess(
-    image: np.ndarray, config: PreprocessConfig, outlines: Sequence[Polygon] = ()
+    image: np.ndarray, config: PreprocessConfig, outlines: Sequence[Polygon] = (), region: Box | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """HxW uint8 frame (+ outlines) -> (size x size uint8 image, aligned outline mask or None)."""
+    """HxW uint8 frame (+ outlines) -> (size x size uint8 image, aligned outline mask or None).
+
+    ``region``: a box in frame pixels to cut out (a region of interest around the nodule) instead
+    of the scan area.
+    """
+    prepared, mask, _ = preprocess_with_geometry(image, config, outlines, region)
+    return prepared, mask
+
+
+def preprocess_with_geometry(
+    image: np.ndarray, config: PreprocessConfig, outlines: Sequence[Polygon] = (), region: Box | None = None
+) -> tuple[np.ndarray, np.ndarray | None, Geometry]:
+    """:func:`preprocess`, also returning the :class:`Geometry` that maps the input back to the frame."""
     mask = outline_mask(image.shape, outlines)
-    if config.scan_crop:
+    if region is not None:
+        box = region
+    elif config.scan_crop:
         box = scan_area_box(image)
-        image = _crop(image, box)
-        mask = None if mask is None else _crop(mask, box)
+    else:
+        box = (0, 0, image.shape[1], image.shape[0])
+    geometry = Geometry(image.shape[:2], box, config.size)
+    image = _crop(image, box)
+    mask = None if mask is None else _crop(mask, box)
     if config.text_mask:
         image = mask_marks(image)
-    if config.nodule_crop and mask is not None:
-        box = mask_box(mask, config.nodule_margin)
-        if box is not None:
-            image, mask = _crop(image, box), _crop(mask, box)
     if config.despeckle:
         image = despeckle(image, config.despeckle)
     if config.clahe:
@@ -132,4 +210,4 @@ def preprocess(
     image = letterbox(np.ascontiguousarray(image), config.size)
     if mask is not None:
         mask = letterbox(np.ascontiguousarray(mask), config.size, cv2.INTER_NEAREST)
-    return image, mask
+    return image, mask, geometry

@@ -11,9 +11,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..io import atomic_path
-from .dataset import load_prepared
-from .preprocess import PreprocessConfig
+from .imageio import read_image
+from .preprocess import PreprocessConfig, preprocess
 from .records import LABEL_NAMES, ImageRecord
+from .region import RegionConfig, crop_region, expert_box
 
 OUTLINE_COLOUR = (255, 200, 0)
 
@@ -31,13 +32,16 @@ def render_tile(image: np.ndarray, mask: np.ndarray | None, caption: str) -> Ima
 
 
 def write_preview(
-    records: Sequence[ImageRecord], config: PreprocessConfig, out: Path, count: int = 16, seed: int = 0
+    records: Sequence[ImageRecord], config: PreprocessConfig, region: RegionConfig, out: Path, count: int = 16, seed: int = 0
 ) -> Path:
-    """Sample ``count`` records (both classes where possible) and write a grid PNG to ``out``."""
+    """Sample ``count`` records and write a grid PNG to ``out`` of what the model sees: the scan
+    area, or (with a region of interest) the crop around the expert outline, unjittered."""
     chosen = random.Random(seed).sample(list(records), min(count, len(records)))
     tiles = []
     for record in chosen:
-        image, mask = load_prepared(record, config)
+        frame = read_image(record.path, record.frame)
+        crop = crop_region(expert_box(frame.shape, record.outlines), frame.shape, region) if region.mode != "none" else None
+        image, mask = preprocess(frame, config, record.outlines, crop)
         label = LABEL_NAMES.get(record.label, "unlabelled")
         tiles.append(render_tile(image, mask, f"{record.key} {label}"))
     columns = min(4, len(tiles))

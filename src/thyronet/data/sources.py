@@ -3,7 +3,8 @@
 * DDTI: a folder of ``<case>.xml`` + ``<case>_<k>.jpg`` (see :mod:`thyronet.data.ddti`).
 * Class folders: ``benign/`` and ``malignant/`` subfolders (any letter case), images or DICOM
   inside (searched recursively). Each file is its own case unless a CSV gives groups.
-* CSV manifest: columns ``path,label[,group]``; paths relative to the CSV's folder.
+* CSV manifest: columns ``path,label[,group][,mask]``; paths relative to the CSV's folder; a
+  ``mask`` is a 0/255 nodule mask image of the image's size (for segmentation metrics).
 * Anything else: image/DICOM files or folders of them, unlabelled (for prediction).
 
 A multi-frame DICOM file yields one record per frame, all in the file's case.
@@ -15,10 +16,13 @@ import csv
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from ..errors import DataError, DataIssue, ThyronetError
 from .ddti import is_ddti_folder, read_ddti
-from .imageio import looks_like_image, probe_image
-from .records import BENIGN, MALIGNANT, Collection, ImageRecord
+from .imageio import looks_like_image, probe_image, read_image
+from .records import BENIGN, MALIGNANT, Collection, ImageRecord, Polygon
 from .vocabulary import parse_label
 
 CLASS_FOLDERS = {"benign": BENIGN, "malignant": MALIGNANT}
@@ -46,19 +50,30 @@ class _Reader:
             raise error
         self.collection.issues.append(DataIssue.from_error(error))
 
-    def add_file(self, path: Path, label: int | None, case_id: str) -> None:
-        """Probe the file and add one record (one per frame for multi-frame DICOM)."""
+    def add_file(self, path: Path, label: int | None, case_id: str, mask: Path | None = None) -> None:
+        """Probe the file and add one record (one per frame for multi-frame DICOM); ``mask``: a
+        0/255 nodule mask image of the same size, read into the record's outlines."""
         try:
             frames = probe_image(path)
+            outlines = mask_outlines(mask, read_image(path).shape) if mask is not None else ()
         except DataError as error:
             self.skip(error)
             return
         source = self.collection.source
         if frames is None or frames == 1:
-            self.collection.images.append(ImageRecord(path, case_id, label, source))
+            self.collection.images.append(ImageRecord(path, case_id, label, source, outlines))
             return
         for frame in range(frames):
             self.collection.images.append(ImageRecord(path, case_id, label, source, frame=frame))
+
+
+def mask_outlines(mask_path: Path, shape: tuple[int, int]) -> tuple[Polygon, ...]:
+    """The outer contours of a 0/255 mask image as polygons; the mask must match the image's size."""
+    mask = read_image(mask_path)
+    if mask.shape != shape:
+        raise DataError(mask_path, f"mask of {mask.shape[1]}x{mask.shape[0]} pixels for an image of {shape[1]}x{shape[0]}")
+    contours, _ = cv2.findContours((mask > 127).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    return tuple(tuple((float(x), float(y)) for x, y in c[:, 0]) for c in contours if len(c) >= 3)
 
 
 def _files_in(folder: Path, report: Callable[[DataError], None]) -> Iterable[Path]:
@@ -101,7 +116,9 @@ def read_manifest(csv_path: Path, strict: bool = False) -> Collection:
             reader.skip(DataError(csv_path, f"line {line}: {error}"))
             continue
         group = (row.get("group") or "").strip() or raw_path
-        reader.add_file(path, label, case_id=group)
+        raw_mask = (row.get("mask") or "").strip()
+        mask = None if not raw_mask else Path(raw_mask) if Path(raw_mask).is_absolute() else csv_path.parent / raw_mask
+        reader.add_file(path, label, case_id=group, mask=mask)
     return reader.collection
 
 

@@ -50,6 +50,22 @@ VOCABULARIES: dict[str, dict[str, str]] = {
     "sex": {"f": "F", "m": "M", "u": None},  # "u" = unknown
 }
 
+# The classes each descriptor head predicts, in a fixed order (the values of VOCABULARIES).
+DESCRIPTORS = ("composition", "echogenicity", "margins", "calcifications")
+DESCRIPTOR_CLASSES: dict[str, tuple[str, ...]] = {
+    field: tuple(dict.fromkeys(VOCABULARIES[field].values())) for field in DESCRIPTORS
+}
+MISSING = -1  # target of a descriptor the source does not give: it contributes no loss
+
+
+def descriptor_targets(attributes: dict[str, str | None]) -> list[int]:
+    """Class index per descriptor head (DESCRIPTORS order), MISSING where the value is absent."""
+    return [
+        DESCRIPTOR_CLASSES[field].index(attributes[field]) if attributes.get(field) else MISSING
+        for field in DESCRIPTORS
+    ]
+
+
 TIRADS_LABELS = {"2": BENIGN, "3": BENIGN, "4a": MALIGNANT, "4b": MALIGNANT, "4c": MALIGNANT, "5": MALIGNANT}
 
 

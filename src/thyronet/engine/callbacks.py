@@ -90,11 +90,9 @@ class ProgressLine(L.Callback):
         metrics = trainer.callback_metrics
 
         def value(key: str) -> str:
-            number = metrics.get(key)
-            return "  n/a" if number is None or math.isnan(float(number)) else f"{float(number):.3f}"
+            return f"{float(metrics[key]):.3f}"
 
-        log.info(
-            "epoch %d/%d  train loss %s acc %s | val loss %s acc %s AUROC %s case AUROC %s",
-            trainer.current_epoch + 1, trainer.max_epochs, value("train/loss"), value("train/acc"),
-            value("val/loss"), value("val/acc"), value("val/auroc"), value("val/auroc_case"),
-        )
+        shown = [k for k in ("train/loss", "train/acc", "train/dice", "val/loss", "val/acc", "val/auroc", "val/auroc_case",
+                             "val/dice") if k in metrics and not math.isnan(float(metrics[k]))]
+        log.info("epoch %d/%d  %s", trainer.current_epoch + 1, trainer.max_epochs,
+                 "  ".join(f"{k} {value(k)}" for k in shown))

@@ -16,6 +16,7 @@ import yaml
 
 from ..data.augment import AugmentConfig
 from ..data.preprocess import PreprocessConfig
+from ..data.region import RegionConfig
 from ..errors import ThyronetError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -30,6 +31,7 @@ class DataConfig:
     num_workers: int = 0
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    roi: RegionConfig = field(default_factory=RegionConfig)
 
 
 @dataclass
@@ -37,6 +39,7 @@ class ModelConfig:
     name: str = "thyronet_x4"
     weights: str | None = None  # a local file; nothing is downloaded
     drop_rate: float = 0.2
+    descriptor_heads: bool = False  # also predict composition, echogenicity, margins, calcifications
 
 
 @dataclass
@@ -48,7 +51,10 @@ class TrainConfig:
     scheduler: Literal["cosine", "step", "none"] = "cosine"
     step_size: int = 30  # epochs between x0.1 decays for the "step" scheduler
     imbalance: Literal["weighted_loss", "sampler", "none"] = "weighted_loss"
-    precision: str = "32-true"  # e.g. "bf16-mixed" on GPUs; emulated and slow on AVX2 CPUs
+    # "auto": bf16-mixed where the CPU has bf16 instructions (AMX/AVX512-BF16) or on a GPU, else
+    # 32-true (bf16 is emulated, and slower, on AVX2-only CPUs); or any Lightning precision string
+    precision: str = "auto"
+    descriptor_loss_weight: float = 0.5  # weight of the summed descriptor losses beside malignancy
     channels_last: bool = False
     early_stopping_patience: int | None = None
     target_sensitivity: float = 0.9  # the operating threshold is chosen on validation for this
@@ -73,6 +79,7 @@ class TrainerConfig:
 
 @dataclass
 class RunConfig:
+    task: Literal["classify", "segment"] = "classify"
     seed: int = 42
     output_dir: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)

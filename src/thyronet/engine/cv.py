@@ -6,7 +6,9 @@ training folds; the held-out fold is scored once, as that run's test split.
 
 from __future__ import annotations
 
+import copy
 import csv
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -22,6 +24,8 @@ from .config import RunConfig, dump_config
 from .evaluation import nan_to_none
 from .metrics import binary_metrics, case_level, format_ci, mean_std
 from .plots import plot_roc
+from .segmenter import fold_segmenter
+from .segmetrics import SEGMENTATION_KEYS, summarise_segmentation
 from .train import fit
 
 log = logging.getLogger(__name__)
@@ -66,16 +70,62 @@ def cross_validate(config: RunConfig, collection: Collection, cv_dir: Path) -> d
             continue
         log.info("fold %d/%d", index + 1, len(plan.splits))
         resume = (fold_dir / "checkpoints" / "last.ckpt").exists()
-        result = fit(config, collection, split, fold_dir, resume=resume)
+        result = fit(fold_config(config, index), collection, split, fold_dir, resume=resume)
         if not result.completed:
             log.warning("interrupted: run the same command again to continue from fold %d", index + 1)
             return None
         per_fold.append(nan_to_none(result.results))
-    summary = aggregate(per_fold, [cv_dir / f"fold-{i}" for i in range(len(plan.splits))], config)
+    fold_dirs = [cv_dir / f"fold-{i}" for i in range(len(plan.splits))]
+    if config.task == "segment":
+        summary = aggregate_segmentation(per_fold, fold_dirs, config)
+        text = format_segmentation_summary(summary)
+    else:
+        summary = aggregate(per_fold, fold_dirs, config)
+        text = format_summary(summary)
     write_text_atomic(cv_dir / "cv_results.json", json.dumps(nan_to_none(summary), indent=1))
-    write_text_atomic(cv_dir / "cv_summary.md", format_summary(summary))
-    log.info("%s\nresults: %s", format_summary(summary), cv_dir)
+    write_text_atomic(cv_dir / "cv_summary.md", text)
+    log.info("%s\nresults: %s", text, cv_dir)
     return summary
+
+
+def fold_config(config: RunConfig, fold: int) -> RunConfig:
+    """The config of one fold: a segmenter given as a CV folder becomes that fold's segmenter,
+    trained without the fold's held-out cases."""
+    segmenter = config.data.roi.segmenter
+    if not segmenter:
+        return config
+    fold_specific = copy.deepcopy(config)
+    fold_specific.data.roi = dataclasses.replace(config.data.roi, segmenter=str(fold_segmenter(segmenter, fold)))
+    return fold_specific
+
+
+def aggregate_segmentation(per_fold: list[dict[str, Any]], fold_dirs: list[Path], config: RunConfig) -> dict[str, Any]:
+    """Mean ± std over folds of each held-out fold's mean score, and the pooled per-image scores."""
+    summary: dict[str, Any] = {"model": config.model.name, "task": "segment", "folds": len(per_fold), "seed": config.seed}
+    for key in SEGMENTATION_KEYS:
+        values = [fold["test"][key]["mean"] for fold in per_fold]
+        mean, std = mean_std(values)
+        summary[key] = {"mean": mean, "std": std, "folds": values}
+    rows = []
+    for fold_dir in fold_dirs:
+        with open(fold_dir / "segments_test.csv", newline="") as handle:
+            rows += [{k: float(row[k]) for k in SEGMENTATION_KEYS} for row in csv.DictReader(handle)]
+    summary["pooled"] = summarise_segmentation(rows)
+    return summary
+
+
+def format_segmentation_summary(summary: dict[str, Any]) -> str:
+    lines = [
+        f"## {summary['model']}: {summary['folds']}-fold case-grouped cross-validation of segmentation (seed {summary['seed']})",
+        "",
+        "| metric (per image, held-out folds) | mean ± std over folds | pooled over images [95% CI] |",
+        "| --- | --- | --- |",
+    ]
+    for key in SEGMENTATION_KEYS:
+        pooled = summary["pooled"][key]
+        lines.append(f"| {key} | {summary[key]['mean']:.3f} ± {summary[key]['std']:.3f} "
+                     f"| {pooled['mean']:.3f} [{pooled['ci_low']:.3f}, {pooled['ci_high']:.3f}] (n = {pooled['n']}) |")
+    return "\n".join(lines) + "\n"
 
 
 def aggregate(per_fold: list[dict[str, Any]], fold_dirs: list[Path], config: RunConfig) -> dict[str, Any]:

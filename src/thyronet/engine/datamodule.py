@@ -11,11 +11,14 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from ..data.augment import build_transform
-from ..data.dataset import UltrasoundDataset
-from ..data.records import Collection
+from ..data.dataset import Locator, SegmentationDataset, UltrasoundDataset
+from ..data.preprocess import Box
+from ..data.records import Collection, ImageRecord
+from ..data.region import expert_box
 from ..data.splits import Split
 from ..errors import ThyronetError
 from .config import RunConfig
+from .segmenter import Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -54,26 +57,65 @@ class EpochSampler(Sampler[tuple[int, int]]):
         return iter(zip(order.tolist(), item_seeds.tolist(), strict=False))
 
 
-class UltrasoundDataModule(L.LightningDataModule):
-    """Train/val/test datasets of one split; only labelled images are used."""
+def expert_locator(record: ImageRecord, frame: np.ndarray) -> Box | None:
+    return expert_box(frame.shape, record.outlines)
 
-    def __init__(self, config: RunConfig, collection: Collection, split: Split) -> None:
+
+class UltrasoundDataModule(L.LightningDataModule):
+    """Train/val/test datasets of one split.
+
+    Classification uses the labelled images; with a region of interest, training crops around
+    the expert outline (jittered), validation and test around the expert or the predicted box.
+    Segmentation uses every outlined image: the split's cases, plus the unlabelled cases (which
+    no classification split holds) in training.
+    """
+
+    def __init__(self, config: RunConfig, collection: Collection, split: Split, segmenter: Segmenter | None = None) -> None:
         super().__init__()
         self.config = config
         self.collection = collection
         self.split = split
-        self.datasets: dict[str, UltrasoundDataset] = {}
+        self.segmenter = segmenter
+        self.datasets: dict[str, UltrasoundDataset | SegmentationDataset] = {}
 
-    def dataset(self, side: str) -> UltrasoundDataset:
+    def records(self, side: str) -> list[ImageRecord]:
+        cases = getattr(self.split, side)
+        if self.config.task == "segment":
+            if side == "train":
+                labelled = set(self.split.train) | set(self.split.val) | set(self.split.test)
+                cases = list(cases) + [c for c, label in self.collection.case_labels().items() if label is None and c not in labelled]
+            records = [r for r in self.collection.subset(cases) if r.outlines]
+            if not records:
+                raise ThyronetError(f"the {side} split has no images with a nodule outline to segment")
+            return records
+        records = [r for r in self.collection.subset(cases) if r.label is not None]
+        if not records:
+            raise ThyronetError(f"the {side} split has no labelled images")
+        return records
+
+    def locator(self, side: str) -> Locator | None:
+        """Where the nodule is, for cutting the region of interest (None: the whole scan area)."""
+        mode = self.config.data.roi.mode
+        if mode == "none":
+            return None
+        if side == "train" or mode == "expert":
+            return expert_locator
+        if self.segmenter is None:
+            raise ThyronetError("data.roi.mode=predicted needs a segmenter (data.roi.segmenter)")
+        return lambda record, frame: self.segmenter(frame).box
+
+    def dataset(self, side: str) -> UltrasoundDataset | SegmentationDataset:
         if side not in self.datasets:
             data = self.config.data
-            records = [r for r in self.collection.subset(getattr(self.split, side)) if r.label is not None]
-            if not records:
-                raise ThyronetError(f"the {side} split has no labelled images")
+            records = self.records(side)
             augment = data.augment if side == "train" else None
-            transform = build_transform(augment, data.in_chans, data.mean, data.std)
             log.info("preparing %d %s images ...", len(records), side)
-            self.datasets[side] = UltrasoundDataset(records, data.preprocess, transform)
+            if self.config.task == "segment":
+                self.datasets[side] = SegmentationDataset(records, data.preprocess, augment, data.in_chans, data.mean, data.std)
+            else:
+                transform = build_transform(augment, data.in_chans, data.mean, data.std)
+                self.datasets[side] = UltrasoundDataset(records, data.preprocess, transform, self.locator(side), data.roi,
+                                                        jitter_boxes=side == "train")
         return self.datasets[side]
 
     def class_weights(self) -> torch.Tensor:
@@ -98,8 +140,10 @@ class UltrasoundDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        balanced = self.config.train.imbalance == "sampler"
-        sampler = EpochSampler(self.dataset("train").labels, self.config.seed, balanced)
+        train = self.dataset("train")
+        balanced = self.config.train.imbalance == "sampler" and self.config.task == "classify"
+        labels = train.labels if isinstance(train, UltrasoundDataset) else np.zeros(len(train), int)
+        sampler = EpochSampler(labels, self.config.seed, balanced)
         return self._loader("train", sampler)
 
     def val_dataloader(self) -> DataLoader:

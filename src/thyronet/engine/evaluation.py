@@ -6,8 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import f1_score
 
 from ..clinical.calibration import expected_calibration_error
+from ..data.tirads import expected_points
+from ..data.vocabulary import DESCRIPTORS, MISSING, descriptor_targets
 from ..errors import ThyronetError
 from .inference import Predictions
 from .metrics import binary_metrics, case_level, format_ci
@@ -25,7 +28,7 @@ def score(predictions: Predictions) -> dict[str, Any]:
     case_ids = [c for c, keep in zip(predictions.case_ids, labelled, strict=False) if keep]
     _, case_labels, case_probs = case_level(case_ids, labels, probs)
     threshold = predictions.calibration.threshold
-    return {
+    result = {
         "image": binary_metrics(labels, probs, 0.5),
         "case": binary_metrics(case_labels, case_probs, 0.5),
         "image_operating": binary_metrics(labels, probs, threshold, ci=False),
@@ -33,6 +36,39 @@ def score(predictions: Predictions) -> dict[str, Any]:
         "ece": expected_calibration_error(labels, probs),
         "unlabelled_images": int((~labelled).sum()),
     }
+    if predictions.descriptors:
+        result["descriptors"] = score_descriptors(predictions)
+        points = expected_points({k: v[labelled] for k, v in predictions.descriptors.items()})
+        _, _, case_points = case_level(case_ids, labels, points)
+        # ranks cases by the ACR points the predicted descriptors imply: does the descriptor route carry the label?
+        result["case_tirads_points_auroc"] = binary_metrics(case_labels, case_points, 0.5)["auroc"]
+    return result
+
+
+def score_descriptors(predictions: Predictions) -> dict[str, dict[str, float]]:
+    """Accuracy and macro-F1 of each descriptor head over the images whose descriptor is known,
+    beside the accuracy of always answering the most frequent value."""
+    targets = np.array([descriptor_targets(dict(r.attributes)) for r in predictions.records]).reshape(-1, len(DESCRIPTORS))
+    result = {}
+    for column, name in enumerate(DESCRIPTORS):
+        if name not in predictions.descriptors:
+            continue
+        known = targets[:, column] != MISSING
+        truth = targets[known, column]
+        predicted = predictions.descriptors[name][known].argmax(1)
+        if len(truth) == 0:
+            result[name] = {"n": 0}
+            continue
+        counts = np.bincount(truth)
+        result[name] = {
+            "n": int(len(truth)),
+            "acc": float((predicted == truth).mean()),
+            "macro_f1": float(f1_score(truth, predicted, average="macro", labels=np.unique(truth), zero_division=0)),
+            "majority_acc": float(counts.max() / len(truth)),
+            "majority_macro_f1": float(f1_score(truth, np.full_like(truth, counts.argmax()), average="macro",
+                                                labels=np.unique(truth), zero_division=0)),
+        }
+    return result
 
 
 def write_evaluation(predictions: Predictions, out_dir: Path, name: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Loading a trained checkpoint and running it over records, with the run's own preprocessing."""
+"""Loading a trained checkpoint and running it over records, with the run's own preprocessing
+and region of interest."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import csv
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -15,18 +16,63 @@ from torch import nn
 from .. import __version__
 from ..clinical.calibration import Calibration, softmax_malignant
 from ..data.augment import build_transform
-from ..data.dataset import load_prepared
-from ..data.records import LABEL_NAMES, ImageRecord
+from ..data.imageio import read_image
+from ..data.preprocess import Box, Geometry, preprocess_with_geometry
+from ..data.records import LABEL_NAMES, ImageRecord, Polygon
+from ..data.region import crop_region, expert_box
+from ..data.vocabulary import DESCRIPTOR_CLASSES
 from ..errors import DataError
 from ..io import atomic_path, open_atomic
-from ..models import create_model
 from .config import RunConfig, config_from_dict
+
+if TYPE_CHECKING:
+    from .segmenter import Segmenter
 
 
 def eval_transform(config: RunConfig) -> Callable[[torch.Tensor], torch.Tensor]:
     """The run's input transform without augmentation: uint8 1xHxW -> normalised CxHxW."""
     data = config.data
     return build_transform(None, data.in_chans, data.mean, data.std)
+
+
+@dataclass
+class PreparedInput:
+    """A frame made ready for the classifier, and where in the frame the classifier looked."""
+
+    image: np.ndarray  # size x size uint8, what the network sees
+    geometry: Geometry  # maps the input back onto the frame
+    region: str  # where the crop came from: "scan area", "expert", "predicted", "box"
+    nodule_box: Box | None = None  # the nodule's box in frame pixels, before the context margin
+    nodule_mask: np.ndarray | None = None  # the predicted nodule mask at frame size, when segmented
+
+
+def prepare_input(
+    config: RunConfig, segmenter: Segmenter | None, frame: np.ndarray, outlines: Sequence[Polygon] = (),
+    box: Box | None = None,
+) -> PreparedInput:
+    """Cut the classifier's input from a frame as its run was trained to see it.
+
+    With a region of interest, the nodule's box is, in order: ``box`` (given by the user), the
+    expert outline (runs whose mode is ``expert``, when the record has one), the segmenter's
+    prediction; without any, the scan area (the region says so).
+    """
+    roi = config.data.roi
+    nodule_box, source, mask = None, "scan area", None
+    if roi.mode != "none":
+        if box is not None:
+            nodule_box, source = box, "box"
+        elif roi.mode == "expert" and outlines:
+            nodule_box, source = expert_box(frame.shape, outlines), "expert"
+        elif segmenter is not None:
+            found = segmenter(frame)
+            mask = found.mask
+            if found.found:
+                nodule_box, source = found.box, "predicted"
+            else:
+                source = "scan area (no nodule found)"
+    crop = crop_region(nodule_box, frame.shape, roi)
+    image, _, geometry = preprocess_with_geometry(frame, config.data.preprocess, region=crop)
+    return PreparedInput(image, geometry, source, nodule_box, mask)
 
 
 @dataclass
@@ -38,17 +84,33 @@ class LoadedModel:
     calibration: Calibration
     info: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    segmenter: Segmenter | None = None  # finds the nodule when the region of interest is predicted
 
     @property
     def name(self) -> str:
         return self.config.model.name
 
+    @property
+    def has_descriptors(self) -> bool:
+        return self.config.model.descriptor_heads
+
     def transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
         return eval_transform(self.config)
 
+    def prepare(self, frame: np.ndarray, outlines: Sequence[Polygon] = (), box: Box | None = None) -> PreparedInput:
+        return prepare_input(self.config, self.segmenter, frame, outlines, box)
 
-def load_checkpoint(path: str | Path) -> LoadedModel:
-    """Rebuild the network of a thyronet checkpoint (``best.ckpt``/``last.ckpt``) on the CPU."""
+    @torch.inference_mode()
+    def outputs(self, batch: torch.Tensor) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Malignancy logits (N, 2) and, with descriptor heads, class probabilities per descriptor."""
+        if not self.has_descriptors:
+            return self.model(batch).float().numpy(), {}
+        logits, heads = self.model.forward_with_descriptors(batch)
+        return logits.float().numpy(), {name: torch.softmax(v.float(), 1).numpy() for name, v in heads.items()}
+
+
+def read_checkpoint(path: str | Path) -> tuple[RunConfig, dict[str, torch.Tensor], dict[str, Any], Path]:
+    """(run config, network state dict, thyronet info, file) of a checkpoint file or run folder."""
     path = Path(path)
     if path.is_dir():  # a run folder: its best checkpoint
         path = path / "checkpoints" / "best.ckpt"
@@ -61,12 +123,24 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
         state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     except Exception as error:  # unpickling, zip and key errors of many kinds
         raise DataError(path, f"not a thyronet checkpoint ({error.__class__.__name__}: {error})") from None
-    model = create_model(config.model.name, num_classes=2, in_chans=config.data.in_chans, drop_rate=config.model.drop_rate)
+    return config, state, checkpoint.get("thyronet", {}), path
+
+
+def load_checkpoint(path: str | Path) -> LoadedModel:
+    """Rebuild the classifier of a thyronet checkpoint (``best.ckpt``/``last.ckpt``) on the CPU,
+    with the segmenter it carries when its region of interest is predicted."""
+    from .module import build_classifier
+    from .segmenter import Segmenter
+
+    config, state, info, path = read_checkpoint(path)
+    if config.task != "classify":
+        raise DataError(path, f"is a {config.task} checkpoint, not a classifier (use `thyronet segment`)")
+    model = build_classifier(config)
     model.load_state_dict(state)
     model.eval()
-    info = checkpoint.get("thyronet", {})
     calibration = Calibration(**info.get("calibration", {}))
-    return LoadedModel(model, config, calibration, info, path)
+    segmenter = Segmenter.from_state(info["segmenter"]) if "segmenter" in info else None
+    return LoadedModel(model, config, calibration, info, path, segmenter)
 
 
 def save_calibration(path: Path, calibration: Calibration, extra: dict[str, Any]) -> None:
@@ -77,21 +151,6 @@ def save_calibration(path: Path, calibration: Calibration, extra: dict[str, Any]
         torch.save(checkpoint, tmp)
 
 
-@torch.inference_mode()
-def predict_logits(loaded: LoadedModel, records: Sequence[ImageRecord], batch_size: int = 32) -> np.ndarray:
-    """(N, 2) logits for the records, preprocessed exactly as in training (no augmentation)."""
-    transform = loaded.transform()
-    preprocess = loaded.config.data.preprocess
-    outputs = []
-    for start in range(0, len(records), batch_size):
-        batch = [
-            transform(torch.from_numpy(load_prepared(r, preprocess)[0]).unsqueeze(0))
-            for r in records[start : start + batch_size]
-        ]
-        outputs.append(loaded.model(torch.stack(batch)).float().numpy())
-    return np.concatenate(outputs) if outputs else np.zeros((0, 2), np.float32)
-
-
 @dataclass
 class Predictions:
     """Per-image outputs over a set of records."""
@@ -99,6 +158,8 @@ class Predictions:
     records: list[ImageRecord]
     logits: np.ndarray
     calibration: Calibration
+    descriptors: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (N, classes) probabilities
+    regions: list[str] = field(default_factory=list)  # where each input's crop came from
 
     @property
     def probs(self) -> np.ndarray:
@@ -112,18 +173,40 @@ class Predictions:
     def case_ids(self) -> list[str]:
         return [r.case_id for r in self.records]
 
+    def descriptor_values(self, index: int) -> dict[str, tuple[str, float]]:
+        """Most probable class and its probability, per descriptor head, for one record."""
+        return {name: (DESCRIPTOR_CLASSES[name][int(p[index].argmax())], float(p[index].max()))
+                for name, p in self.descriptors.items()}
+
     def write_csv(self, path: Path) -> None:
         probs = self.probs
+        heads = list(self.descriptors)
         with open_atomic(path) as handle:
             writer = csv.writer(handle)
-            writer.writerow(["image", "case", "label", "prob_malignant", "decision", "threshold", "logit_benign", "logit_malignant"])
-            for record, logit, prob in zip(self.records, self.logits, probs, strict=False):
+            writer.writerow(["image", "case", "label", "prob_malignant", "decision", "threshold", "logit_benign",
+                             "logit_malignant", "region", *[c for h in heads for c in (h, f"{h}_prob")]])
+            for index, (record, logit, prob) in enumerate(zip(self.records, self.logits, probs, strict=True)):
                 decision = "malignant" if prob >= self.calibration.threshold else "benign"
+                values = self.descriptor_values(index)
                 writer.writerow([
                     record.key, record.case_id, LABEL_NAMES.get(record.label, ""), f"{prob:.4f}", decision,
                     f"{self.calibration.threshold:.4f}", f"{logit[0]:.4f}", f"{logit[1]:.4f}",
+                    self.regions[index] if self.regions else "",
+                    *[c for h in heads for c in (values[h][0], f"{values[h][1]:.4f}")],
                 ])
 
 
-def predict_records(loaded: LoadedModel, records: Sequence[ImageRecord]) -> Predictions:
-    return Predictions(list(records), predict_logits(loaded, records), loaded.calibration)
+def predict_records(loaded: LoadedModel, records: Sequence[ImageRecord], batch_size: int = 32) -> Predictions:
+    """Outputs for the records, each prepared exactly as in evaluation (no augmentation)."""
+    transform = loaded.transform()
+    logits, heads, regions = [], [], []
+    for start in range(0, len(records), batch_size):
+        prepared = [loaded.prepare(read_image(r.path, r.frame), r.outlines) for r in records[start : start + batch_size]]
+        batch = torch.stack([transform(torch.from_numpy(p.image).unsqueeze(0)) for p in prepared])
+        batch_logits, batch_heads = loaded.outputs(batch)
+        logits.append(batch_logits)
+        heads.append(batch_heads)
+        regions += [p.region for p in prepared]
+    descriptors = {name: np.concatenate([h[name] for h in heads]) for name in heads[0]} if heads else {}
+    return Predictions(list(records), np.concatenate(logits) if logits else np.zeros((0, 2), np.float32),
+                       loaded.calibration, descriptors, regions)

@@ -9,23 +9,40 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.vocabulary import DESCRIPTOR_CLASSES, DESCRIPTORS
+from ..errors import ThyronetError
 from ..models import create_model
 from .config import RunConfig, config_from_dict
+from .losses import descriptor_loss
 from .metrics import binary_metrics, case_level
+from .optim import configure_optimizers
+
+
+def build_classifier(config: RunConfig, weights: str | None = None) -> torch.nn.Module:
+    """The run's classifier, with descriptor heads when the config asks for them."""
+    model = config.model
+    extra = {"descriptor_classes": {f: len(DESCRIPTOR_CLASSES[f]) for f in DESCRIPTORS}} if model.descriptor_heads else {}
+    try:
+        return create_model(model.name, num_classes=2, in_chans=config.data.in_chans, weights=weights,
+                            drop_rate=model.drop_rate, **extra)
+    except TypeError:
+        if extra:
+            raise ThyronetError(f"model {model.name} has no descriptor heads; use a ResNet-family model "
+                                "(thyronet_x4, baseline..., resnet18) or model.descriptor_heads=false") from None
+        raise
 
 
 class ThyroNetModule(L.LightningModule):
     """Wraps a registry model; logs train/val loss, ACC, F1 and image- and case-level AUROC."""
 
+    monitor = "val/auroc_case"
+
     def __init__(self, config: dict[str, Any], class_weights: list[float] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.run_config: RunConfig = config_from_dict(config)
-        model = self.run_config.model
-        self.model = create_model(
-            model.name, num_classes=2, in_chans=self.run_config.data.in_chans, weights=model.weights,
-            drop_rate=model.drop_rate,
-        )
+        self.model = build_classifier(self.run_config, self.run_config.model.weights)
+        self.descriptor_heads = self.run_config.model.descriptor_heads
         if self.run_config.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         weights = torch.as_tensor(class_weights or [1.0, 1.0], dtype=torch.float32)
@@ -43,16 +60,24 @@ class ThyroNetModule(L.LightningModule):
         return F.cross_entropy(logits.float(), labels, weight=self.class_weights)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        images, labels, _ = batch
-        logits = self(images)
-        loss = self._loss(logits, labels)
+        images, labels, _, descriptors = batch
+        if self.descriptor_heads:
+            if self.run_config.train.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            logits, outputs = self.model.forward_with_descriptors(images)
+            extra = descriptor_loss(outputs, descriptors, DESCRIPTORS)
+            self.log("train/descriptor_loss", extra, on_step=False, on_epoch=True, batch_size=len(labels), sync_dist=True)
+            loss = self._loss(logits, labels) + self.run_config.train.descriptor_loss_weight * extra
+        else:
+            logits = self(images)
+            loss = self._loss(logits, labels)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels), sync_dist=True)
         self.log("train/acc", (logits.argmax(1) == labels).float().mean(), on_step=False, on_epoch=True,
                  batch_size=len(labels), sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        images, labels, indices = batch
+        images, labels, indices, _ = batch
         logits = self(images).float()
         self._val_outputs.append((logits.detach(), labels, indices))
 
@@ -83,12 +108,4 @@ class ThyroNetModule(L.LightningModule):
             self.log(key, value, prog_bar=key == "val/auroc_case")
 
     def configure_optimizers(self):
-        train = self.run_config.train
-        optimiser = torch.optim.Adam(self.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-        if train.scheduler == "none":
-            return optimiser
-        if train.scheduler == "cosine":
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, train.epochs))
-        else:
-            scheduler = torch.optim.lr_scheduler.StepLR(optimiser, step_size=train.step_size, gamma=0.1)
-        return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return configure_optimizers(self.parameters(), self.run_config.train)

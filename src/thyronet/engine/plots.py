@@ -23,11 +23,13 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_curves(history: Sequence[Mapping[str, float]], path: Path) -> Path:
-    """Loss, accuracy and AUROC per epoch, train beside validation."""
+    """Loss and the task's measures per epoch (accuracy and AUROC, or Dice), train beside validation."""
     epochs = [row["epoch"] for row in history]
-    panels = [("loss", "Loss"), ("acc", "Accuracy"), ("auroc", "AUROC")]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for axis, (key, title) in zip(axes, panels, strict=False):
+    keys = {k.split("/", 1)[1] for row in history for k in row if "/" in k}
+    panels = [(key, title) for key, title in (("loss", "Loss"), ("acc", "Accuracy"), ("auroc", "AUROC"), ("dice", "Dice"))
+              if key in keys]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6), squeeze=False)
+    for axis, (key, title) in zip(axes[0], panels, strict=True):
         for split, style in (("train", "-"), ("val", "--")):
             values = [row.get(f"{split}/{key}", np.nan) for row in history]
             if not np.all(np.isnan(np.asarray(values, float))):

@@ -1,6 +1,7 @@
 """A timm-style model registry: ``create_model(name, ...)`` and ``list_models()``.
 
-Each entry knows the layer Grad-CAM should look at and its default input size.
+Each entry knows its task (``classify``: benign/malignant logits; ``segment``: one nodule logit
+per pixel), the layer Grad-CAM should look at (classifiers) and its default input size.
 """
 
 from __future__ import annotations
@@ -18,17 +19,23 @@ from ..errors import ThyronetError
 class ModelEntry:
     name: str
     builder: Callable[..., nn.Module]
-    cam_layer: str  # dotted submodule path of the Grad-CAM target layer
+    cam_layer: str  # dotted submodule path of the Grad-CAM target layer ("" for segmenters)
     input_size: int = 224
     description: str = ""
-    group: str = "thyronet"  # "thyronet" (the paper's model and ablations) or "peer"
+    group: str = "thyronet"  # "thyronet" (the paper's model and ablations), "peer" or "segmentation"
+
+    @property
+    def task(self) -> str:
+        return "segment" if self.group == "segmentation" else "classify"
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(name: str, cam_layer: str, description: str, group: str = "thyronet", input_size: int = 224):
-    """Decorator adding a builder ``fn(num_classes, in_chans, **kwargs) -> nn.Module`` to the registry."""
+    """Decorator adding a builder ``fn(num_classes, in_chans, **kwargs) -> nn.Module`` to the registry.
+
+    ``group="segmentation"`` registers a segmenter (``num_classes`` output maps per pixel)."""
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
@@ -39,9 +46,13 @@ def register_model(name: str, cam_layer: str, description: str, group: str = "th
     return decorate
 
 
-def list_models(group: str | None = None) -> list[str]:
-    """Registered model names, the paper's family first, then its comparison networks."""
-    return [name for name, entry in _REGISTRY.items() if group is None or entry.group == group]
+def list_models(group: str | None = None, task: str | None = None) -> list[str]:
+    """Registered model names, the paper's family first, then its comparison networks, then the
+    segmenters; filtered by ``group`` or by ``task`` ("classify" or "segment") when given."""
+    return [
+        name for name, entry in _REGISTRY.items()
+        if (group is None or entry.group == group) and (task is None or entry.task == task)
+    ]
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -66,5 +77,8 @@ def create_model(
 
 
 def cam_target_layer(model: nn.Module, name: str) -> nn.Module:
-    """The module Grad-CAM hooks for a model built as ``name``."""
-    return model.get_submodule(get_entry(name).cam_layer)
+    """The module Grad-CAM hooks for a classifier built as ``name``."""
+    entry = get_entry(name)
+    if entry.task != "classify":
+        raise ThyronetError(f"{name} is a {entry.task} model: Grad-CAM explains classifiers")
+    return model.get_submodule(entry.cam_layer)

@@ -11,11 +11,16 @@ docs/architecture.md records the reading chosen here:
 * ``dense=True``: the "dense connections" read as a dense feature aggregation: the globally
   pooled outputs of all four stages are concatenated before the classifier (DenseNet-style
   reuse of earlier features), rather than only the last stage's.
+
+``descriptor_classes`` (our addition) puts one linear head per TI-RADS descriptor beside the
+malignancy head, on the same pooled features (multi-task learning). ``forward`` still returns the
+malignancy logits alone, so Grad-CAM and ONNX export see one classifier;
+``forward_with_descriptors`` returns both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -114,6 +119,7 @@ class ResNet(nn.Module):
         dense: bool = False,
         drop_rate: float = 0.0,
         zero_init_residual: bool = False,
+        descriptor_classes: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__()
         self.inplanes = 64
@@ -146,6 +152,10 @@ class ResNet(nn.Module):
                 last_bn = module.bn3 if isinstance(module, Bottleneck) else getattr(module, "bn2", None)
                 if isinstance(module, (BasicBlock, Bottleneck)) and last_bn is not None:
                     nn.init.constant_(last_bn.weight, 0)
+        # built last, so that adding heads leaves the backbone's initialisation (same seed) unchanged
+        self.descriptor_heads = nn.ModuleDict(
+            {name: nn.Linear(self.num_features, classes) for name, classes in (descriptor_classes or {}).items()}
+        )
 
     def _make_layer(self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         downsample = None
@@ -173,6 +183,11 @@ class ResNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.dropout(self.forward_features(x)))
+
+    def forward_with_descriptors(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Malignancy logits and one logit vector per descriptor head, from one forward pass."""
+        features = self.dropout(self.forward_features(x))
+        return self.fc(features), {name: head(features) for name, head in self.descriptor_heads.items()}
 
 
 RESNET34_DEPTHS = (3, 4, 6, 3)

@@ -1,6 +1,6 @@
 """Registry entries: ThyroNet-X4 Genesis, its ablations (Tables 1-2) and the comparison networks.
 
-Every builder takes ``num_classes``, ``in_chans`` and ``drop_rate``.
+Every builder takes ``num_classes``, ``in_chans`` and ``drop_rate`` (ignored by segmenters).
 
 The comparison networks are torchvision's constructors, never with downloaded weights, given a
 2-class head and a 1- or 3-channel stem.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import nn
 from torchvision import models as tvm
 
-from . import resnet
+from . import resnet, unet
 from .registry import register_model
 
 
@@ -82,3 +82,13 @@ def _mobilenet_v2(num_classes: int = 2, in_chans: int = 3, drop_rate: float = 0.
     model = tvm.mobilenet_v2(weights=None, num_classes=num_classes, dropout=drop_rate, **kwargs)
     model.features[0][0] = _replace_conv(model.features[0][0], in_chans)
     return model
+
+
+@register_model("unet", "", "U-Net, 5 scales of 16-256 channels: nodule segmentation", group="segmentation")
+def _unet(num_classes: int = 1, in_chans: int = 1, **kwargs) -> nn.Module:
+    return unet.unet(in_chans=in_chans, num_classes=num_classes)
+
+
+@register_model("unet_x4", "", "U-Net decoder over the ThyroNet-X4 encoder: nodule segmentation", group="segmentation")
+def _unet_x4(num_classes: int = 1, in_chans: int = 1, **kwargs) -> nn.Module:
+    return unet.unet_x4(in_chans=in_chans, num_classes=num_classes)

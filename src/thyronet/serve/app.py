@@ -17,17 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from PIL import Image
 
 from .. import __version__
 from ..clinical.backends import Backend, load_backend
-from ..clinical.explain import CamExplainer, overlay
+from ..clinical.explain import CamExplainer, frame_overlay
 from ..clinical.predict import predict_image
 from ..clinical.report import DISCLAIMER
 from ..data.imageio import read_upload
+from ..data.preprocess import Box
+from ..data.region import parse_box
+from ..data.vocabulary import DESCRIPTORS
 from ..errors import DataError
 
 STATIC = Path(__file__).parent / "static"
@@ -69,12 +72,15 @@ class Service:
         can_explain = settings.explain and backend.loaded is not None
         self.explainer = CamExplainer(backend) if can_explain else None
 
-    def predict(self, data: bytes, filename: str) -> dict[str, Any]:
+    def predict(self, data: bytes, filename: str, box: Box | None = None) -> dict[str, Any]:
         image = read_upload(data, filename)  # decoded inside a temporary directory
         with self.lock:
-            prediction, prepared = predict_image(self.backend, image, filename)
-            heat = self.explainer(self.backend.to_tensor(prepared)) if self.explainer else None
+            answer = predict_image(self.backend, image, filename, box)
+            heat = self.explainer(self.backend.to_tensor(answer.prepared.image)) if self.explainer else None
+        prediction, prepared = answer.prediction, answer.prepared
         calibration = self.backend.calibration
+        descriptors = {name: {"value": getattr(prediction, name), "probability": getattr(prediction, f"{name}_prob")}
+                       for name in DESCRIPTORS if getattr(prediction, name) is not None}
         return {
             "filename": filename,
             "probability_malignant": prediction.probability,
@@ -85,8 +91,14 @@ class Service:
             "validation_specificity": calibration.val_specificity,
             "model": {"name": self.backend.name, "runtime": self.backend.runtime, "thyronet_version": __version__,
                       "data_fingerprint": self.backend.info.get("data_fingerprint")},
-            "input_png": png_base64(prepared),
-            "overlay_png": None if heat is None else png_base64(overlay(prepared, heat, opacity=1.0)),
+            "region": prediction.region,
+            "nodule_box": None if prepared.nodule_box is None else list(prepared.nodule_box),
+            "descriptors": descriptors or None,
+            "description": prediction.description,
+            "tirads_points": prediction.tirads_points,
+            "tirads_level": prediction.tirads_level,
+            "input_png": png_base64(frame_overlay(image, prepared)),
+            "overlay_png": None if heat is None else png_base64(frame_overlay(image, prepared, heat, opacity=1.0)),
             "notice": DISCLAIMER,
         }
 
@@ -123,7 +135,16 @@ def create_app(model: str | Path | Backend, settings: ServiceSettings | None = N
         return {"status": "ok", "model": backend.name, "runtime": backend.runtime, "version": __version__}
 
     @app.post("/api/v1/predict")
-    async def predict(file: UploadFile = File(..., description="an ultrasound image (JPEG, PNG, BMP, TIFF) or DICOM file")):
+    async def predict(
+        file: UploadFile = File(..., description="an ultrasound image (JPEG, PNG, BMP, TIFF) or DICOM file"),
+        box: str | None = Form(None, description="the nodule's box x0,y0,x1,y1 in image pixels, instead of the predicted one"),
+    ):
+        nodule_box = None
+        if box:
+            try:
+                nodule_box = parse_box(box)
+            except ValueError as error:
+                raise HTTPException(422, str(error)) from None
         data = await read_limited(file, settings.max_upload_bytes)
         if not data:
             raise HTTPException(400, "empty upload")
@@ -131,7 +152,7 @@ def create_app(model: str | Path | Backend, settings: ServiceSettings | None = N
             raise HTTPException(415, "not an image: expected JPEG, PNG, BMP, TIFF or DICOM content")
         name = Path(file.filename or "upload").name
         try:
-            return await asyncio.wait_for(run_in_threadpool(service.predict, data, name), settings.timeout_s)
+            return await asyncio.wait_for(run_in_threadpool(service.predict, data, name, nodule_box), settings.timeout_s)
         except DataError as error:
             status = 413 if "pixel limit" in error.problem else 422
             raise HTTPException(status, f"{name}: {error.problem}") from None

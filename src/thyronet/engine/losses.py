@@ -1,0 +1,39 @@
+"""Loss functions beyond plain cross-entropy: masked multi-task descriptor loss, Dice + BCE."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..data.vocabulary import MISSING
+
+
+def descriptor_loss(outputs: Mapping[str, Tensor], targets: Tensor, names: Sequence[str]) -> Tensor:
+    """Sum over descriptor heads of the cross-entropy over the items whose descriptor is known.
+
+    ``targets`` is (batch, heads) in ``names`` order, MISSING where a descriptor is not given:
+    such an item contributes nothing to that head, and a head with no known item contributes 0.
+    """
+    total = targets.new_zeros((), dtype=torch.float32)
+    for column, name in enumerate(names):
+        known = targets[:, column] != MISSING
+        if known.any():
+            total = total + F.cross_entropy(outputs[name][known].float(), targets[known, column])
+    return total
+
+
+def dice_bce_loss(logits: Tensor, masks: Tensor, smooth: float = 1.0) -> Tensor:
+    """Binary cross-entropy plus soft Dice loss (1 - Dice per image, averaged over the batch).
+
+    Dice keeps the small nodule (a few percent of the frame) from being drowned by background
+    pixels; BCE gives well-behaved gradients from the first step.
+    """
+    logits = logits.float()
+    bce = F.binary_cross_entropy_with_logits(logits, masks)
+    probs = torch.sigmoid(logits).flatten(1)
+    flat = masks.flatten(1)
+    dice = (2 * (probs * flat).sum(1) + smooth) / (probs.sum(1) + flat.sum(1) + smooth)
+    return bce + (1 - dice).mean()

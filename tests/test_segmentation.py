@@ -1,0 +1,173 @@
+"""Finding the nodule: segmentation metrics, joint augmentation, training, `thyronet segment`,
+evaluation on a manifest with masks, and the predicted region feeding a classifier."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from synthetic import ultrasound_image
+from thyronet.cli import main
+from thyronet.data import open_source
+from thyronet.data.augment import AugmentConfig
+from thyronet.data.dataset import SegmentationDataset
+from thyronet.data.preprocess import PreprocessConfig
+from thyronet.engine.config import load_config
+from thyronet.engine.segmenter import Segmenter
+from thyronet.engine.segmetrics import box_iou, dice, iou, score_segmentation, summarise_segmentation
+from thyronet.errors import DataError
+
+NODULE = (200, 100, 320, 200)  # x0, y0, x1, y1 of the synthetic ellipse
+
+
+def test_metrics_on_known_masks():
+    a = np.zeros((10, 10), np.uint8)
+    b = np.zeros((10, 10), np.uint8)
+    a[0:4, 0:4] = 255  # 16 pixels
+    b[2:6, 0:4] = 255  # 16 pixels, 8 shared
+    assert dice(a, b) == pytest.approx(0.5) and iou(a, b) == pytest.approx(8 / 24)
+    assert dice(a * 0, b * 0) == 1.0 and dice(a, b * 0) == 0.0
+    assert box_iou((0, 0, 4, 4), (2, 0, 6, 4)) == pytest.approx(8 / 24) and box_iou(None, (0, 0, 1, 1)) == 0.0
+    scores = score_segmentation(a, (0, 0, 4, 4), b, [(5, 5, 9, 9), (0, 0, 4, 5)])  # best of two expert regions
+    assert scores["box_iou"] == pytest.approx(16 / 20) and scores["detected"] == 1.0
+    summary = summarise_segmentation([{"dice": d, "iou": d, "box_iou": d, "detected": 1.0} for d in (0.2, 0.4, 0.6, 0.8)])
+    assert summary["dice"]["mean"] == pytest.approx(0.5) and 0.2 <= summary["dice"]["ci_low"] < 0.5 < summary["dice"]["ci_high"] <= 0.8
+
+
+def test_joint_augmentation_keeps_image_and_mask_aligned(training_ddti):
+    records = [r for r in open_source(training_ddti).images if r.label == 1][:3]  # dark nodules
+    augment = AugmentConfig(rotation=30, scale_min=0.7, scale_max=1.3, brightness=0.0, contrast=0.0, speckle=0.0)
+    dataset = SegmentationDataset(records, PreprocessConfig(size=64), augment, 1, 0.2, 0.2)
+    moved = 0
+    for index in range(len(records)):
+        for seed in range(6):
+            image, mask, _ = dataset[(index, seed)]
+            assert image.shape == mask.shape == (1, 64, 64) and set(mask.unique().tolist()) <= {0.0, 1.0}
+            inside, outside = image[mask > 0].mean(), image[(mask == 0) & (image > image.min())].mean()
+            assert inside < outside - 0.5  # the dark nodule is still under its (moved) mask
+            moved += not torch.equal(mask, dataset[(index, seed + 1)][1])
+    assert moved > 0  # the augmentation did move things
+    again = dataset[(0, 3)]
+    assert torch.equal(again[0], dataset[(0, 3)][0])  # reproducible per seed
+
+
+@pytest.fixture(scope="module")
+def segmenter_run(training_ddti, tmp_path_factory):
+    out = tmp_path_factory.mktemp("seg")
+    assert main(["train", "--config", "segment", "--data", str(training_ddti), "--epochs", "25",
+                 "--set", "data.preprocess.size=48", "--set", "train.batch_size=8", "--set", "train.lr=0.005",
+                 "--set", "trainer.threads=2", "--output-dir", str(out)]) == 0
+    return next(out.iterdir())
+
+
+def test_segmentation_run_folder_and_results(segmenter_run):
+    results = json.loads((segmenter_run / "results.json").read_text())
+    assert results["task"] == "segment" and {"val", "test"} <= set(results)
+    assert results["test"]["dice"]["mean"] > 0.6  # a bright/dark ellipse on texture is easy
+    assert (segmenter_run / "segments_test.csv").is_file() and (segmenter_run / "curves.png").is_file()
+    header = (segmenter_run / "metrics.csv").read_text().splitlines()[0]
+    assert "val/dice" in header
+
+
+def test_segment_command_writes_masks_overlays_and_csv(segmenter_run, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(ultrasound_image(11, True, NODULE)).save(folder / "dark.png")
+    Image.fromarray(ultrasound_image(12, False, NODULE)).convert("RGB").save(folder / "bright.jpg")
+    out = tmp_path / "out"
+    assert main(["segment", str(segmenter_run), str(folder), "--out", str(out)]) == 0
+    rows = {row["file"].split("/")[-1]: row for row in csv.DictReader(open(out / "segments.csv"))}
+    for name in ("dark", "bright"):
+        row = rows[f"{name}.{'png' if name == 'dark' else 'jpg'}"]
+        assert row["status"] == "nodule found"
+        box = tuple(int(row[k]) for k in ("x0", "y0", "x1", "y1"))
+        assert box_iou(box, NODULE) > 0.5, box
+        with Image.open(out / f"{name}_mask.png") as mask:
+            assert mask.size == (560, 360) and set(np.unique(np.asarray(mask))) <= {0, 255}
+        with Image.open(out / f"{name}_overlay.png") as overlay:
+            assert overlay.size == (560, 360) and overlay.mode == "RGB"
+        assert int(row["area_px"]) == int((np.asarray(Image.open(out / f"{name}_mask.png")) > 0).sum())
+        assert row["width_mm"] == ""  # no pixel spacing in a PNG or JPEG
+
+
+def test_no_nodule_found_is_said_and_no_box_is_invented(tmp_path):
+    from thyronet.clinical.segment import segment_records
+    from thyronet.data import open_inputs
+
+    never = torch.nn.Conv2d(1, 1, 1)
+    torch.nn.init.zeros_(never.weight)
+    torch.nn.init.constant_(never.bias, -10.0)  # probability ~0 everywhere
+    segmenter = Segmenter(never, load_config("segment", ["data.preprocess.size=32"]))
+    Image.fromarray(ultrasound_image(1, True, NODULE)).save(tmp_path / "a.png")
+    [row] = segment_records(segmenter, open_inputs([tmp_path / "a.png"]).images, tmp_path / "out")
+    assert row.status == "no nodule found" and row.x0 is None and row.area_px == 0
+    assert not np.asarray(Image.open(tmp_path / "out" / "a_mask.png")).any()
+
+
+def test_dicom_pixel_spacing_gives_millimetres(tmp_path):
+    import pydicom
+
+    from synthetic import make_dicom
+    from thyronet.clinical.segment import measure
+    from thyronet.data.dicom import pixel_spacing_mm
+    from thyronet.engine.segmenter import Segmentation
+
+    path = make_dicom(tmp_path / "s.dcm")
+    assert pixel_spacing_mm(path) is None
+    dataset = pydicom.dcmread(path)
+    dataset.PixelSpacing = [0.1, 0.2]
+    dataset.save_as(path)
+    assert pixel_spacing_mm(path) == (0.1, 0.2)
+    mask = np.zeros((64, 96), np.uint8)
+    mask[10:30, 20:60] = 255
+    row = measure("s.dcm", Segmentation(mask, (20, 10, 60, 30), 0.9), (0.1, 0.2))
+    assert (row.width_px, row.height_px, row.width_mm, row.height_mm, row.area_mm2) == (40, 20, 8.0, 2.0, 16.0)
+
+
+def test_manifest_masks_are_read_and_checked(segmenter_run, tmp_path, capsys):
+    truth = np.zeros((360, 560), np.uint8)
+    x0, y0, x1, y1 = NODULE
+    import cv2
+
+    cv2.ellipse(truth, ((x0 + x1) // 2, (y0 + y1) // 2), ((x1 - x0) // 2, (y1 - y0) // 2), 0, 0, 360, 255, -1)
+    for i in range(3):
+        Image.fromarray(ultrasound_image(20 + i, i % 2 == 0, NODULE)).save(tmp_path / f"i{i}.png")
+    Image.fromarray(truth).save(tmp_path / "m.png")
+    Image.fromarray(truth[:100, :100]).save(tmp_path / "small.png")
+    (tmp_path / "ok.csv").write_text("path,label,mask\ni0.png,malignant,m.png\ni1.png,benign,m.png\ni2.png,malignant,m.png\n")
+    collection = open_source(tmp_path / "ok.csv")
+    assert all(len(r.outlines) == 1 for r in collection.images)
+    (tmp_path / "bad.csv").write_text("path,label,mask\ni0.png,malignant,small.png\n")
+    with pytest.raises(DataError, match="small.png: mask of 100x100 pixels for an image of 560x360"):
+        open_source(tmp_path / "bad.csv", strict=True)
+    assert main(["evaluate", str(segmenter_run), str(tmp_path / "ok.csv"), "--out", str(tmp_path / "ev")]) == 0
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["images"] == 3 and metrics["dice"]["mean"] > 0.6 and metrics["detected"]["mean"] >= 2 / 3
+
+
+def test_predicted_region_classifier_runs_end_to_end(segmenter_run, training_ddti, tmp_path, capsys):
+    """A classifier on the predicted region with descriptor heads: trained, then `predict` on a raw frame."""
+    out = tmp_path / "runs"
+    assert main(["train", "--data", str(training_ddti), "--model", "resnet18", "--epochs", "1",
+                 "--set", "data.preprocess.size=48", "--set", "data.roi.mode=predicted",
+                 "--set", f"data.roi.segmenter={segmenter_run}", "--set", "model.descriptor_heads=true",
+                 "--set", "train.batch_size=8", "--set", "trainer.threads=2", "--output-dir", str(out)]) == 0
+    run = next(out.iterdir())
+    results = json.loads((run / "results.json").read_text())
+    assert "test_expert_region" in results and set(results["test"]["descriptors"]) == {
+        "composition", "echogenicity", "margins", "calcifications"}
+    image = tmp_path / "scan.png"
+    Image.fromarray(ultrasound_image(31, True, NODULE)).save(image)
+    assert main(["predict", str(run), str(image), "--out", str(tmp_path / "p.csv"), "--report", str(tmp_path / "r.html")]) == 0
+    row = next(csv.DictReader(open(tmp_path / "p.csv")))
+    assert row["region"] == "predicted" and box_iou(tuple(map(int, row["box"].split(","))), NODULE) > 0.5
+    assert row["composition"] in ("solid", "predominantly solid", "predominantly cystic", "cystic", "spongiform", "dense")
+    assert 0 <= float(row["calcifications_prob"]) <= 1 and row["description"].count(",") == 3
+    assert int(row["tirads_points"]) >= 0 and row["tirads_level"].startswith("TR")
+    assert "looked at: predicted" in (tmp_path / "r.html").read_text()
+    assert main(["predict", str(run), str(image), "--box", "190,90,330,210", "--out", str(tmp_path / "b.json")]) == 0
+    assert json.loads((tmp_path / "b.json").read_text())[0]["region"] == "box"
+    assert main(["segment", str(run), str(image), "--out", str(tmp_path / "s")]) == 0  # the run carries its segmenter
