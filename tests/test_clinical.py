@@ -9,7 +9,8 @@ from PIL import Image
 
 from synthetic import ultrasound_image
 from thyronet.cli import main
-from thyronet.clinical.calibration import (
+from thyronet.clinical.localisation import LocalisationSummary, cam_mass_inside, pointing_hit
+from thyronet.engine.calibration import (
     calibrate,
     expected_calibration_error,
     fit_temperature,
@@ -17,7 +18,6 @@ from thyronet.clinical.calibration import (
     softmax_malignant,
     threshold_for_sensitivity,
 )
-from thyronet.clinical.localisation import LocalisationSummary, cam_mass_inside, pointing_hit
 
 
 def test_temperature_scaling_lowers_nll_of_an_overconfident_model():

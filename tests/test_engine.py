@@ -171,6 +171,22 @@ def test_cv_and_compare_and_evaluate_commands(training_ddti, tmp_path, capsys):
     assert main(["cv", *common, "--model", "resnet18", "--out", str(cv_dir)]) == 0
     assert "done earlier" in capsys.readouterr().err
 
+    # the fold ensemble: the members' mean calibrated probability, with its own threshold
+    from synthetic import ultrasound_image
+    from thyronet.clinical.backends import load_backend
+    from thyronet.clinical.predict import predict_image
+
+    ensemble = json.loads((cv_dir / "ensemble.json").read_text())
+    assert len(ensemble["members"]) == 3 and 0 <= ensemble["calibration"]["threshold"] <= 1
+    backend = load_backend(cv_dir)
+    frame = ultrasound_image(4, True)
+    members = [predict_image(load_backend(cv_dir / m), frame, "x").prediction.probability for m in ensemble["members"]]
+    answer = predict_image(backend, frame, "x").prediction
+    assert answer.probability == pytest.approx(np.mean(members), abs=1e-6)
+    assert answer.threshold == ensemble["calibration"]["threshold"] and "ensemble of 3" in backend.runtime
+    assert main(["export", str(cv_dir), "--onnx", str(tmp_path / "e.onnx")]) == 2
+    assert "ensemble is not supported" in capsys.readouterr().err
+
     cmp_dir = tmp_path / "cmp"
     fast = [a if a != "3" else "2" for a in common]  # compare on 2 folds: the table, not the figures, is tested
     assert main(["compare", *fast, "--models", "baseline_block", "resnet18", "--out", str(cmp_dir)]) == 0

@@ -1,5 +1,6 @@
 """REST API with good and bad uploads, and the page in headless Chromium."""
 
+import base64
 import io
 import os
 import shutil
@@ -49,6 +50,17 @@ def test_predict_image_returns_probability_decision_and_overlay(client):
     assert 0 <= body["probability_malignant"] <= 1 and body["decision"] in ("benign", "malignant")
     assert body["model"]["name"] == "resnet18" and body["overlay_png"] and body["input_png"]
     assert "not a diagnosis" in body["notice"]
+    assert body["region"] == "scan area" and body["nodule_box"] is None and body["descriptors"] is None
+    with Image.open(io.BytesIO(base64.b64decode(body["overlay_png"]))) as overlay:
+        assert overlay.size == (560, 360)  # shown on the input at its own resolution, not the 48-px model input
+
+
+def test_a_box_for_a_whole_scan_model_is_refused(client):
+    files = {"file": ("nodule.png", png_bytes(ultrasound_image(0, True)), "image/png")}
+    response = client.post("/api/v1/predict", files=files, data={"box": "10,10,100,100"})
+    assert response.status_code == 422 and "whole scan area" in response.json()["detail"]
+    response = client.post("/api/v1/predict", files=files, data={"box": "100,100,10"})
+    assert response.status_code == 422 and "x0,y0,x1,y1" in response.json()["detail"]
 
 
 def test_predict_dicom(client, tmp_path):
@@ -62,15 +74,26 @@ def test_predict_dicom(client, tmp_path):
         ("empty.jpg", b"", 400, "empty upload"),
         ("notes.jpg", b"this is a text file renamed to .jpg", 415, "not an image"),
         ("cut.jpg", None, 422, "corrupt or truncated"),
+        (".", None, 200, ""),
+        ("..", None, 200, ""),
+        ("tiny.png", "tiny", 422, "too small"),
+        ("grey+alpha.png", "LA", 200, ""),
     ],
 )
 def test_bad_uploads_get_json_errors_and_the_server_stays_up(client, name, payload, status, message):
-    if payload is None:  # a truncated JPEG
-        buffer = io.BytesIO()
+    buffer = io.BytesIO()
+    if payload is None:  # a JPEG, truncated unless the name is the problem
         Image.fromarray(ultrasound_image(0, True)).save(buffer, format="JPEG")
-        payload = buffer.getvalue()[:3000]
+        payload = buffer.getvalue()[: 3000 if name == "cut.jpg" else None]
+    elif payload == "tiny":
+        Image.new("L", (2, 2), 90).save(buffer, format="PNG")
+        payload = buffer.getvalue()
+    elif payload == "LA":
+        Image.fromarray(ultrasound_image(0, True)).convert("LA").save(buffer, format="PNG")
+        payload = buffer.getvalue()
     response = client.post("/api/v1/predict", files={"file": (name, payload, "image/jpeg")})
-    assert response.status_code == status and message in response.json()["detail"]
+    assert response.status_code == status, response.text
+    assert status == 200 or message in response.json()["detail"]
     assert client.get("/health").status_code == 200
 
 

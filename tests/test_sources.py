@@ -95,9 +95,11 @@ def test_png_16_bit_and_alpha(tmp_path):
     assert read_image(tmp_path / "deep.png").max() == 255
     rgba = np.zeros((32, 32, 4), np.uint8)
     rgba[..., 0] = 200
+    rgba[:16, ..., 1] = 100
     rgba[..., 3] = 10
     Image.fromarray(rgba).save(tmp_path / "alpha.png")
-    assert read_image(tmp_path / "alpha.png").shape == (32, 32)
+    grey = read_image(tmp_path / "alpha.png")
+    assert grey.shape == (32, 32) and grey[0, 0] == round(0.299 * 200 + 0.587 * 100)  # alpha is ignored
 
 
 def test_truncated_jpeg_is_named(tmp_path):
@@ -122,3 +124,36 @@ def test_mixed_files_for_prediction(tmp_path):
     collection = open_inputs([tmp_path / "a.png", tmp_path / "b.jpg"])
     assert [r.path.name for r in collection.images] == ["a.png"]
     assert collection.issues[0].problem == "empty file (0 bytes)"
+
+
+@pytest.mark.parametrize("mode", ["LA", "1", "CMYK", "I;16", "F", "RGBA", "P"])
+def test_every_pillow_mode_reads_as_grey(tmp_path, mode):
+    from thyronet.data.imageio import read_image
+
+    grey = Image.fromarray(ultrasound_image(3, True))
+    image = grey.convert("RGB").convert(mode) if mode in ("CMYK", "P") else grey.convert(mode)
+    path = tmp_path / ("x.jpg" if mode == "CMYK" else "x.tiff" if mode in ("I;16", "F") else "x.png")
+    image.save(path)
+    array = read_image(path)
+    assert array.dtype == np.uint8 and array.shape == (360, 560)
+
+
+def test_content_decides_the_reader_not_the_suffix(tmp_path):
+    from thyronet.data.imageio import read_image
+
+    Image.fromarray(ultrasound_image(3, True)).save(tmp_path / "png_bytes.dcm", format="PNG")
+    assert read_image(tmp_path / "png_bytes.dcm").shape == (360, 560)
+    (tmp_path / "noise.dcm").write_bytes(np.random.default_rng(0).bytes(4000))
+    with pytest.raises(DataError, match="noise.dcm"):
+        read_image(tmp_path / "noise.dcm")
+
+
+@pytest.mark.parametrize("shape, problem", [((2, 2), "too small"), ((1, 5000), "too small"), ((40, 400), "too elongated"),
+                                            ((200, 300), "blank")])
+def test_degenerate_frames_are_refused_with_the_reason(tmp_path, shape, problem):
+    from thyronet.data.imageio import read_image
+
+    Image.fromarray(np.full(shape, 90, np.uint8) if problem == "blank" else
+                    np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)).save(tmp_path / "d.png")
+    with pytest.raises(DataError, match=f"d.png: .*{problem}"):
+        read_image(tmp_path / "d.png")

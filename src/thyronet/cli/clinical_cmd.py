@@ -185,6 +185,11 @@ def _export(args: argparse.Namespace) -> int:
     backend = load_backend(args.checkpoint)
     if backend.loaded is None:
         raise ThyronetError("export needs a PyTorch checkpoint")
+    if backend.ensemble is not None:
+        raise ThyronetError("ONNX export of a fold ensemble is not supported; export one fold's run folder")
+    if backend.config.data.roi.mode != "none":
+        raise ThyronetError("ONNX export of a region-of-interest model is not supported (the ONNX graph would lack the "
+                            "segmenter and the crop); predict and serve it from the checkpoint")
     data = backend.config.data
     path = export_onnx(backend.loaded.model, args.onnx, data.in_chans, data.preprocess.size, backend.metadata())
     print(f"wrote {path} (input: batch x {data.in_chans} x {data.preprocess.size} x {data.preprocess.size}; "

@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from ..data.preprocess import Box
+from ..engine.calibration import Calibration, softmax_malignant
 from ..engine.config import RunConfig, config_from_dict
+from ..engine.ensemble import FoldEnsemble, is_ensemble
 from ..engine.inference import LoadedModel, PreparedInput, eval_transform, load_checkpoint, prepare_input
 from ..errors import ThyronetError
-from .calibration import Calibration, softmax_malignant
 from .export import OnnxClassifier
 
 
@@ -33,8 +34,9 @@ class Backend:
     source: Path
     runtime: str
     info: dict[str, Any] = field(default_factory=dict)
-    loaded: LoadedModel | None = None  # the torch model (None for ONNX)
+    loaded: LoadedModel | None = None  # the torch model (None for ONNX; an ensemble's first member)
     onnx: OnnxClassifier | None = None
+    ensemble: FoldEnsemble | None = None  # the fold models of a CV folder, averaged
 
     @property
     def name(self) -> str:
@@ -62,6 +64,14 @@ class Backend:
     def probability(self, logits: np.ndarray) -> np.ndarray:
         return softmax_malignant(logits, self.calibration.temperature)
 
+    def predict_frame(self, frame: np.ndarray, box: Box | None = None) -> tuple[float, dict[str, np.ndarray], PreparedInput]:
+        """Calibrated P(malignant), descriptor class probabilities and the input the model saw."""
+        if self.ensemble is not None:
+            return self.ensemble.predict_frame(frame, box)
+        prepared = self.prepare(frame, box)
+        logits, heads = self.outputs(self.to_tensor(prepared.image))
+        return float(self.probability(logits)[0]), {name: probs[0] for name, probs in heads.items()}, prepared
+
     def metadata(self) -> dict[str, str]:
         """What an ONNX export carries so that it predicts exactly like this checkpoint."""
         return {
@@ -71,13 +81,14 @@ class Backend:
         }
 
 
-def load_backend(path: str | Path) -> Backend:
-    """A checkpoint (``.ckpt`` or run folder) or an ONNX file exported by thyronet."""
+def load_backend(path: str | Path, threads: int | None = None) -> Backend:
+    """A checkpoint (``.ckpt`` or run folder), a CV folder (its fold ensemble) or an ONNX file
+    exported by thyronet (run on ``threads`` intra-op threads, onnxruntime's default when None)."""
     path = Path(path)
     if path.suffix.lower() == ".onnx":
         if not path.is_file():
             raise ThyronetError(f"{path}: ONNX file not found")
-        session = OnnxClassifier(path)
+        session = OnnxClassifier(path, threads)
         try:
             config = config_from_dict(json.loads(session.metadata["thyronet.config"]))
             calibration = Calibration(**json.loads(session.metadata["thyronet.calibration"]))
@@ -87,5 +98,11 @@ def load_backend(path: str | Path) -> Backend:
         if config.data.roi.mode != "none":
             raise ThyronetError(f"{path}: a region-of-interest model; its ONNX export has no segmenter, use the checkpoint")
         return Backend(config, calibration, path, "onnxruntime", info, onnx=session)
+    if is_ensemble(path):
+        ensemble = FoldEnsemble.load(path)
+        first = ensemble.members[0]
+        info = {**first.info, "ensemble_members": len(ensemble.members)}
+        return Backend(first.config, ensemble.calibration, path, f"torch, ensemble of {len(ensemble.members)}", info,
+                       loaded=first, ensemble=ensemble)
     loaded = load_checkpoint(path)
     return Backend(loaded.config, loaded.calibration, loaded.path, "torch", loaded.info, loaded=loaded)

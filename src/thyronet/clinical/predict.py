@@ -63,9 +63,7 @@ class Answer:
 
 def predict_image(backend: Backend, image: np.ndarray, name: str, box: Box | None = None) -> Answer:
     """Predict one decoded frame (optionally with the user's nodule box)."""
-    prepared = backend.prepare(image, box)
-    logits, heads = backend.outputs(backend.to_tensor(prepared.image))
-    probability = float(backend.probability(logits)[0])
+    probability, heads, prepared = backend.predict_frame(image, box)
     calibration = backend.calibration
     prediction = Prediction(
         name, probability, "malignant" if probability >= calibration.threshold else "benign", calibration.threshold,
@@ -75,10 +73,10 @@ def predict_image(backend: Backend, image: np.ndarray, name: str, box: Box | Non
     if heads:
         values = {}
         for head, probs in heads.items():
-            index = int(probs[0].argmax())
+            index = int(probs.argmax())
             values[head] = DESCRIPTOR_CLASSES[head][index]
             setattr(prediction, head, values[head])
-            setattr(prediction, f"{head}_prob", round(float(probs[0, index]), 4))
+            setattr(prediction, f"{head}_prob", round(float(probs[index]), 4))
         prediction.description = describe(values)
         prediction.tirads_points = most_likely_points(values)
         prediction.tirads_level = tirads_level(prediction.tirads_points)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .imageio import _to_grey, _to_uint8
+from .pixels import to_grey, to_uint8
 
 PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -44,8 +44,8 @@ def read_dicom_frame(path: Path, frame: int | None = None) -> np.ndarray:
             raise DataError(path, f"frame {index} requested but the file has {frames} frames")
         pixels = pixels[index]
     if int(getattr(dataset, "SamplesPerPixel", 1) or 1) > 1:
-        return _to_grey(pixels)
-    pixels = _to_uint8(pixels)
+        return to_grey(pixels)
+    pixels = to_uint8(pixels)
     if str(getattr(dataset, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         pixels = 255 - pixels  # MONOCHROME1: the lowest value is white
     return pixels

@@ -13,9 +13,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
+from .pixels import to_uint8
 
 # Ultrasound frames are well under a megapixel; refuse anything absurdly large before decoding.
 MAX_PIXELS = 40_000_000
+# What an ultrasound frame can be: anything smaller, more elongated or flatter is refused.
+MIN_SIDE = 32
+MAX_ASPECT = 8
+MIN_RANGE = 4  # grey levels between the darkest and the brightest pixel
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 
@@ -45,29 +50,6 @@ def _check_file(path: Path) -> None:
         raise DataError(path, "empty file (0 bytes)")
 
 
-def _to_uint8(array: np.ndarray) -> np.ndarray:
-    """Scale integer or float pixel data of any bit depth to 0..255 (min-max per image)."""
-    if array.dtype == np.uint8:
-        return array
-    array = array.astype(np.float32)
-    low, high = float(array.min()), float(array.max())
-    if high <= low:
-        return np.zeros(array.shape, np.uint8)
-    return np.round((array - low) * (255.0 / (high - low))).astype(np.uint8)
-
-
-def _to_grey(array: np.ndarray) -> np.ndarray:
-    """HxW or HxWxC (RGB/RGBA) -> HxW uint8; alpha is dropped (ultrasound has no transparency)."""
-    if array.ndim == 3:
-        channels = array[..., :3].astype(np.float32)
-        if channels.shape[-1] == 1:
-            array = channels[..., 0]
-        else:  # ITU-R 601 luma, as PIL's "L" conversion
-            array = channels @ np.array([0.299, 0.587, 0.114], np.float32)
-            array = np.clip(np.round(array), 0, 255).astype(np.uint8) if channels.max() <= 255 else array
-    return _to_uint8(array)
-
-
 def _decode(path: Path) -> Image.Image:
     """Open and fully decode a raster image (truncation shows only when decoding)."""
     _check_file(path)
@@ -89,35 +71,68 @@ def _decode(path: Path) -> Image.Image:
 
 
 def read_pil(path: Path) -> np.ndarray:
-    """Decode a raster image to HxW uint8 greyscale (16-bit scaled, palette and alpha resolved)."""
+    """Decode a raster image to HxW uint8 greyscale: 16-bit and float scaled per image; every
+    other mode (palette, alpha, 1-bit, CMYK ...) through Pillow's ITU-R 601 luma conversion."""
     with _decode(path) as image:
         if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-            return _to_uint8(np.asarray(image))
-        if image.mode == "P":
+            return to_uint8(np.asarray(image))
+        if image.mode in ("P", "PA"):
             image = image.convert("RGBA")
-        return _to_grey(np.asarray(image))
+        return np.asarray(image.convert("L"))
 
 
-def read_image(path: str | Path, frame: int | None = None) -> np.ndarray:
-    """Read any supported image (DICOM by content, others through Pillow) as HxW uint8 greyscale."""
+def check_frame(image: np.ndarray, path: Path) -> np.ndarray:
+    """Refuse what cannot be an ultrasound frame: too small, a sliver, or one flat grey level."""
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_SIDE:
+        raise DataError(path, f"image of {width}x{height} pixels is too small (the shorter side must be at least {MIN_SIDE})")
+    if max(height, width) > MAX_ASPECT * min(height, width):
+        raise DataError(path, f"image of {width}x{height} pixels is too elongated for an ultrasound frame "
+                              f"(aspect ratio over {MAX_ASPECT}:1)")
+    if int(image.max()) - int(image.min()) < MIN_RANGE:
+        raise DataError(path, "image is blank (a single grey level): nothing to analyse")
+    return image
+
+
+def read_image(path: str | Path, frame: int | None = None, check: bool = True) -> np.ndarray:
+    """Read any supported image as HxW uint8 greyscale, dispatched by content: DICOM by its
+    magic bytes, other files through Pillow (a ``.dcm`` file without the DICOM preamble is tried
+    as DICOM when Pillow cannot read it). ``check`` refuses frames no model should judge
+    (:func:`check_frame`); masks are read without it."""
     path = Path(path)
     _check_file(path)
-    if is_dicom(path) or path.suffix.lower() in DICOM_SUFFIXES:
-        from .dicom import read_dicom_frame
+    if is_dicom(path):
+        image = _read_dicom(path, frame)
+    else:
+        try:
+            image = read_pil(path)
+        except DataError:
+            if path.suffix.lower() not in DICOM_SUFFIXES:
+                raise
+            image = _read_dicom(path, frame)  # DICOM written without its 128-byte preamble
+    return check_frame(image, path) if check else image
 
-        return read_dicom_frame(path, frame)
-    return read_pil(path)
+
+def _read_dicom(path: Path, frame: int | None) -> np.ndarray:
+    from .dicom import read_dicom_frame
+
+    return read_dicom_frame(path, frame)
 
 
 def probe_image(path: str | Path) -> int | None:
     """Validate an image cheaply; returns the number of frames for DICOM, else ``None``."""
     path = Path(path)
     _check_file(path)
-    if is_dicom(path) or path.suffix.lower() in DICOM_SUFFIXES:
-        from .dicom import probe_dicom
+    from .dicom import probe_dicom
 
+    if is_dicom(path):
         return probe_dicom(path)
-    _decode(path).close()
+    try:
+        _decode(path).close()
+    except DataError:
+        if path.suffix.lower() not in DICOM_SUFFIXES:
+            raise
+        return probe_dicom(path)
     return None
 
 
@@ -125,8 +140,11 @@ def read_upload(data: bytes, name: str = "upload") -> np.ndarray:
     """Decode image bytes (raster or DICOM), checking content rather than the file name."""
     import tempfile
 
+    safe_name = Path(name).name
+    if safe_name in ("", ".", ".."):
+        safe_name = "upload"
     with tempfile.TemporaryDirectory(prefix="thyronet-") as tmp:
-        path = Path(tmp) / Path(name).name
+        path = Path(tmp) / safe_name
         path.write_bytes(data)
         image = read_image(path)
     return image

@@ -69,7 +69,7 @@ class _Reader:
 
 def mask_outlines(mask_path: Path, shape: tuple[int, int]) -> tuple[Polygon, ...]:
     """The outer contours of a 0/255 mask image as polygons; the mask must match the image's size."""
-    mask = read_image(mask_path)
+    mask = read_image(mask_path, check=False)
     if mask.shape != shape:
         raise DataError(mask_path, f"mask of {mask.shape[1]}x{mask.shape[0]} pixels for an image of {shape[1]}x{shape[0]}")
     contours, _ = cv2.findContours((mask > 127).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)

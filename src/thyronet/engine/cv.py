@@ -21,6 +21,7 @@ from ..data.splits import SplitPlan, kfold_plan
 from ..errors import ThyronetError
 from ..io import write_text_atomic
 from .config import RunConfig, dump_config
+from .ensemble import write_ensemble
 from .evaluation import nan_to_none
 from .metrics import binary_metrics, case_level, format_ci, mean_std
 from .plots import plot_roc
@@ -82,6 +83,7 @@ def cross_validate(config: RunConfig, collection: Collection, cv_dir: Path) -> d
     else:
         summary = aggregate(per_fold, fold_dirs, config)
         text = format_summary(summary)
+        summary["ensemble"] = str(write_ensemble(cv_dir, fold_dirs, config.train.target_sensitivity))
     write_text_atomic(cv_dir / "cv_results.json", json.dumps(nan_to_none(summary), indent=1))
     write_text_atomic(cv_dir / "cv_summary.md", text)
     log.info("%s\nresults: %s", text, cv_dir)

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import f1_score
 
-from ..clinical.calibration import expected_calibration_error
 from ..data.tirads import expected_points
 from ..data.vocabulary import DESCRIPTORS, MISSING, descriptor_targets
 from ..errors import ThyronetError
+from .calibration import expected_calibration_error
 from .inference import Predictions
 from .metrics import binary_metrics, case_level, format_ci
 from .plots import plot_confusion, plot_reliability, plot_roc

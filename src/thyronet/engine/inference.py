@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..clinical.calibration import Calibration, softmax_malignant
 from ..data.augment import build_transform
 from ..data.imageio import read_image
 from ..data.preprocess import Box, Geometry, preprocess_with_geometry
@@ -23,6 +22,7 @@ from ..data.region import crop_region, expert_box
 from ..data.vocabulary import DESCRIPTOR_CLASSES
 from ..errors import DataError
 from ..io import atomic_path, open_atomic
+from .calibration import Calibration, softmax_malignant
 from .config import RunConfig, config_from_dict
 
 if TYPE_CHECKING:

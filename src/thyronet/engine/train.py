@@ -32,11 +32,11 @@ import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from ..clinical.calibration import calibrate
 from ..data.records import Collection
 from ..data.splits import Split, SplitPlan, receipt
 from ..errors import ThyronetError
 from ..io import write_text_atomic
+from .calibration import calibrate
 from .callbacks import AtomicCheckpointIO, EpochHistory, ProgressLine, StepSeed
 from .config import RunConfig, config_from_dict, dump_config, load_config
 from .datamodule import UltrasoundDataModule

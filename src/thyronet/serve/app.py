@@ -145,6 +145,8 @@ def create_app(model: str | Path | Backend, settings: ServiceSettings | None = N
                 nodule_box = parse_box(box)
             except ValueError as error:
                 raise HTTPException(422, str(error)) from None
+            if backend.config.data.roi.mode == "none":
+                raise HTTPException(422, "box: this model looks at the whole scan area (trained without a region of interest)")
         data = await read_limited(file, settings.max_upload_bytes)
         if not data:
             raise HTTPException(400, "empty upload")

@@ -1,0 +1,97 @@
+"""The fold models of a cross-validation as one deployable classifier.
+
+Each fold's model was selected and calibrated on its own validation cases; the ensemble's
+probability is the mean of the members' calibrated probabilities (descriptor probabilities
+likewise), and its operating threshold is chosen for the target sensitivity on the pooled
+validation predictions of the folds (each validation case scored by the model that did not
+train on it) -- an estimate, since no case was held out from all five members.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.preprocess import Box
+from ..errors import ThyronetError
+from ..io import write_text_atomic
+from .calibration import Calibration, softmax_malignant, threshold_for_sensitivity
+from .config import RunConfig
+from .inference import LoadedModel, PreparedInput, load_checkpoint
+
+ENSEMBLE_FILE = "ensemble.json"
+
+
+@dataclass
+class EnsembleSpec:
+    """What ``ensemble.json`` in a CV folder holds."""
+
+    members: list[str]  # checkpoint paths relative to the CV folder
+    calibration: dict
+
+
+def write_ensemble(cv_dir: Path, fold_dirs: list[Path], target_sensitivity: float) -> Path:
+    """Choose the ensemble's threshold on the pooled validation predictions; write ensemble.json."""
+    labels, probs = [], []
+    for fold_dir in fold_dirs:
+        with open(fold_dir / "predictions_val.csv", newline="") as handle:
+            for row in csv.DictReader(handle):
+                labels.append(1 if row["label"] == "malignant" else 0)
+                probs.append(float(row["prob_malignant"]))
+    y, p = np.array(labels), np.array(probs)
+    threshold = threshold_for_sensitivity(y, p, target_sensitivity)
+    predicted = p >= threshold
+    calibration = Calibration(1.0, threshold, target_sensitivity, float(predicted[y == 1].mean()),
+                              float((~predicted[y == 0]).mean()))
+    spec = EnsembleSpec([str((d / "checkpoints" / "best.ckpt").relative_to(cv_dir)) for d in fold_dirs], asdict(calibration))
+    path = cv_dir / ENSEMBLE_FILE
+    write_text_atomic(path, json.dumps(asdict(spec), indent=1))
+    return path
+
+
+class FoldEnsemble:
+    """The members' mean calibrated probability, with the ensemble's own operating threshold."""
+
+    def __init__(self, members: list[LoadedModel], calibration: Calibration, source: Path) -> None:
+        if not members:
+            raise ThyronetError(f"{source}: an ensemble needs at least one member")
+        self.members = members
+        self.calibration = calibration
+        self.source = source
+
+    @classmethod
+    def load(cls, cv_dir: str | Path) -> FoldEnsemble:
+        cv_dir = Path(cv_dir)
+        try:
+            spec = EnsembleSpec(**json.loads((cv_dir / ENSEMBLE_FILE).read_text()))
+        except (OSError, ValueError, TypeError) as error:
+            raise ThyronetError(f"{cv_dir / ENSEMBLE_FILE}: not a thyronet ensemble ({error})") from None
+        return cls([load_checkpoint(cv_dir / m) for m in spec.members], Calibration(**spec.calibration), cv_dir)
+
+    @property
+    def config(self) -> RunConfig:
+        return self.members[0].config
+
+    @torch.inference_mode()
+    def predict_frame(self, frame: np.ndarray, box: Box | None = None) -> tuple[float, dict[str, np.ndarray], PreparedInput]:
+        """Mean calibrated P(malignant) and descriptor probabilities; the first member's input
+        (each member finds the nodule with its own segmenter)."""
+        probabilities, heads, first = [], [], None
+        for member in self.members:
+            prepared = member.prepare(frame, (), box)
+            first = first or prepared
+            tensor = member.transform()(torch.from_numpy(prepared.image).unsqueeze(0)).unsqueeze(0)
+            logits, member_heads = member.outputs(tensor)
+            probabilities.append(float(softmax_malignant(logits, member.calibration.temperature)[0]))
+            heads.append(member_heads)
+        mean_heads = {name: np.mean([h[name][0] for h in heads], axis=0) for name in heads[0]}
+        return float(np.mean(probabilities)), mean_heads, first
+
+
+def is_ensemble(path: str | Path) -> bool:
+    return (Path(path) / ENSEMBLE_FILE).is_file()
