@@ -150,3 +150,8 @@ def test_parse_box_accepts_four_numbers_and_names_the_problem():
 
 def test_grow_box_clips_to_the_image():
     assert grow_box((0, 0, 10, 10), (50, 50), 0.5) == (0, 0, 15, 15)
+
+
+def test_overlapping_outlines_of_one_nodule_do_not_cancel_out():
+    mask = outline_mask((360, 560), [ELLIPSE, ELLIPSE])  # DDTI outlines some nodules twice
+    assert (mask > 0).sum() == (outline_mask((360, 560), [ELLIPSE]) > 0).sum() > 9_000  # pi * 60 * 50

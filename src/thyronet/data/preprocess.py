@@ -38,8 +38,10 @@ def outline_mask(shape: tuple[int, int], outlines: Sequence[Polygon]) -> np.ndar
     if not outlines:
         return None
     mask = np.zeros(shape, np.uint8)
-    polygons = [np.round(np.asarray(p, np.float32)).astype(np.int32) for p in outlines]
-    cv2.fillPoly(mask, polygons, 255)
+    # one polygon at a time: fillPoly fills several by the even-odd rule, so two overlapping
+    # outlines of the same nodule (DDTI has a few, e.g. 350_2) would cancel out
+    for polygon in outlines:
+        cv2.fillPoly(mask, [np.round(np.asarray(polygon, np.float32)).astype(np.int32)], 255)
     return mask
 
 
