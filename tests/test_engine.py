@@ -96,6 +96,13 @@ def test_interrupted_run_resumes_to_the_same_result(uninterrupted, collection, t
     assert len(rows) == 3
 
 
+def test_resume_refuses_config_changes(tmp_path, capsys):
+    from thyronet.cli import main
+
+    assert main(["train", "--resume", str(tmp_path), "--set", "train.lr=0.1", "--epochs", "3"]) == 2
+    assert "--set, --epochs would be ignored" in capsys.readouterr().err
+
+
 def test_resume_without_checkpoint_is_a_clear_error(collection, tmp_path):
     split = holdout_plan(collection, 0.25, 0.25).splits[0]
     with pytest.raises(ThyronetError, match="no checkpoints/last.ckpt"):

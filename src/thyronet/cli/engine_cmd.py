@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..data.locate import resolve_data_path
 from ..engine.config import RunConfig, load_config
+from ..errors import ThyronetError
 from .data_cmd import load_collection, report_issues
 
 
@@ -45,6 +46,11 @@ def _train(args: argparse.Namespace) -> int:
     from ..engine.train import fit, load_run, new_run_dir
 
     if args.resume:
+        changed = [name for name, value in (("--set", args.overrides), ("--config", args.config != "cpu"), ("--model", args.model),
+                                            ("--epochs", args.epochs), ("--seed", args.seed)) if value]
+        if changed:
+            raise ThyronetError(f"--resume continues a run with its own config; {', '.join(changed)} would be ignored "
+                                "(start a new run to change it)")
         run_dir = Path(args.resume)
         config, split = load_run(run_dir)
         args.data = args.data or config.data.path
@@ -94,7 +100,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ..engine.segmentation import evaluate_segmenter
     from ..engine.segmenter import Segmenter
     from ..engine.segmetrics import format_segmentation
-    from ..errors import ThyronetError
     from ..io import write_text_atomic
 
     config, _, _, path = read_checkpoint(args.checkpoint)
