@@ -40,7 +40,7 @@ def _predict_inputs(args: argparse.Namespace, backend):
         if backend.config.data.roi.mode == "none":
             raise ThyronetError("--box: this model looks at the whole scan area (trained without a region of interest)")
     collection = open_inputs(args.inputs)
-    results = predict_records(backend, collection.images, box)
+    results = predict_records(backend, collection.images, box, refuse_ood=getattr(args, "refuse_ood", False))
     results += [Answer(Prediction(str(issue.path), error=issue.problem)) for issue in collection.issues]
     return results
 
@@ -208,6 +208,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     predict.add_argument("--report", metavar="HTML", help="write a self-contained HTML report (with Grad-CAM for checkpoints)")
     predict.add_argument("--box", metavar="X0,Y0,X1,Y1", help="the nodule's box in input pixels, instead of the predicted one "
                          "(region-of-interest models)")
+    predict.add_argument("--refuse-ood", action="store_true", help="refuse, instead of warning about, inputs unlike the "
+                         "thyroid ultrasound the model learnt (out-of-distribution score over 1)")
     predict.set_defaults(handler=_predict)
 
     explain = subcommands.add_parser("explain", help="Grad-CAM overlays beside the input, as PNG files")

@@ -20,7 +20,16 @@ from ..data.preprocess import Box
 from ..engine.calibration import Calibration, softmax_malignant
 from ..engine.config import RunConfig, config_from_dict
 from ..engine.ensemble import FoldEnsemble, is_ensemble
-from ..engine.inference import LoadedModel, PreparedInput, eval_transform, load_checkpoint, prepare_input
+from ..engine.inference import (
+    FrameResult,
+    LoadedModel,
+    Outputs,
+    PreparedInput,
+    eval_transform,
+    frame_result,
+    load_checkpoint,
+    prepare_input,
+)
 from ..errors import ThyronetError
 from .export import OnnxClassifier
 
@@ -55,22 +64,25 @@ class Backend:
         """A preprocessed uint8 image -> normalised model input 1xCxHxW."""
         return self._transform(torch.from_numpy(prepared).unsqueeze(0)).unsqueeze(0)
 
-    def outputs(self, batch: torch.Tensor) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Malignancy logits and descriptor probabilities (checkpoints with descriptor heads)."""
+    def outputs(self, batch: torch.Tensor) -> Outputs:
+        """Malignancy logits, descriptor probabilities and features (checkpoints; ONNX: logits)."""
         if self.onnx is not None:
-            return self.onnx(batch.numpy()), {}
+            return Outputs(self.onnx(batch.numpy()), {}, None)
         return self.loaded.outputs(batch)
 
     def probability(self, logits: np.ndarray) -> np.ndarray:
         return softmax_malignant(logits, self.calibration.temperature)
 
-    def predict_frame(self, frame: np.ndarray, box: Box | None = None) -> tuple[float, dict[str, np.ndarray], PreparedInput]:
-        """Calibrated P(malignant), descriptor class probabilities and the input the model saw."""
+    def predict_frame(self, frame: np.ndarray, box: Box | None = None) -> FrameResult:
+        """Calibrated P(malignant), descriptor probabilities, the input the model saw and its
+        out-of-distribution score."""
         if self.ensemble is not None:
             return self.ensemble.predict_frame(frame, box)
         prepared = self.prepare(frame, box)
-        logits, heads = self.outputs(self.to_tensor(prepared.image))
-        return float(self.probability(logits)[0]), {name: probs[0] for name, probs in heads.items()}, prepared
+        if self.loaded is not None:
+            return frame_result(self.loaded, prepared)
+        logits = self.onnx(self.to_tensor(prepared.image).numpy())
+        return FrameResult(float(self.probability(logits)[0]), {}, prepared)
 
     def metadata(self) -> dict[str, str]:
         """What an ONNX export carries so that it predicts exactly like this checkpoint."""

@@ -49,6 +49,8 @@ class Prediction:
     description: str | None = None
     tirads_points: int | None = None  # derived from the predicted descriptors, not a radiologist's score
     tirads_level: str | None = None
+    ood_score: float | None = None  # above 1: unlike the images the model learnt from
+    warning: str | None = None
     error: str | None = None
 
 
@@ -61,14 +63,27 @@ class Answer:
     prepared: PreparedInput | None = None
 
 
-def predict_image(backend: Backend, image: np.ndarray, name: str, box: Box | None = None) -> Answer:
-    """Predict one decoded frame (optionally with the user's nodule box)."""
-    probability, heads, prepared = backend.predict_frame(image, box)
+OOD_WARNING = ("does not look like the thyroid ultrasound this model learnt from (out-of-distribution score "
+               "{score:.2f} > 1): do not rely on this prediction")
+
+
+def predict_image(backend: Backend, image: np.ndarray, name: str, box: Box | None = None, refuse_ood: bool = False) -> Answer:
+    """Predict one decoded frame (optionally with the user's nodule box). An input unlike the
+    training images gets a warning, or with ``refuse_ood`` an error instead of a prediction."""
+    result = backend.predict_frame(image, box)
+    probability, heads, prepared = result.probability, result.descriptors, result.prepared
+    if result.ood_score is not None and result.ood_score > 1:
+        warning = OOD_WARNING.format(score=result.ood_score)
+        if refuse_ood:
+            return Answer(Prediction(name, ood_score=round(result.ood_score, 3), error=f"refused: {warning}"))
+    else:
+        warning = None
     calibration = backend.calibration
     prediction = Prediction(
         name, probability, "malignant" if probability >= calibration.threshold else "benign", calibration.threshold,
         calibration.val_sensitivity, calibration.val_specificity, region=prepared.region,
         box=None if prepared.nodule_box is None else ",".join(map(str, prepared.nodule_box)),
+        ood_score=None if result.ood_score is None else round(result.ood_score, 3), warning=warning,
     )
     if heads:
         values = {}
@@ -83,13 +98,14 @@ def predict_image(backend: Backend, image: np.ndarray, name: str, box: Box | Non
     return Answer(prediction, image, prepared)
 
 
-def predict_records(backend: Backend, records: Sequence[ImageRecord], box: Box | None = None) -> list[Answer]:
+def predict_records(backend: Backend, records: Sequence[ImageRecord], box: Box | None = None,
+                    refuse_ood: bool = False) -> list[Answer]:
     """Predict each record; a file that fails gets a row with its error, the others go on."""
     results = []
     for record in records:
         name = str(record.path) + (f"#{record.frame}" if record.frame is not None else "")
         try:
-            results.append(predict_image(backend, read_image(record.path, record.frame), name, box))
+            results.append(predict_image(backend, read_image(record.path, record.frame), name, box, refuse_ood))
         except DataError as error:
             results.append(Answer(Prediction(name, error=error.problem)))
     return results
@@ -116,6 +132,8 @@ def format_predictions(predictions: Sequence[Prediction]) -> str:
             lines.append(f"{p.input:<{width}}  error: {p.error}")
         else:
             lines.append(f"{p.input:<{width}}  {p.probability:>12.3f}  {p.decision:<9}  {p.threshold:>9.3f}  {p.region}")
+            if p.warning:
+                lines.append(f"{'':<{width}}  warning: {p.warning}")
             if p.description:
                 lines.append(f"{'':<{width}}  predicted: {p.description} (ACR TI-RADS {p.tirads_points} points, "
                              f"{p.tirads_level}, derived from the predicted descriptors)")

@@ -46,6 +46,8 @@ def write_report(
         if blended is not None:
             images += f"<img src='{png_data_uri(blended)}' alt='Grad-CAM overlay'>"
         details = f"<br><small>looked at: {html.escape(str(prediction.region))}</small>"
+        if prediction.warning:
+            details += f"<br><span class='err'>warning: this image {html.escape(prediction.warning)}</span>"
         if prediction.description:
             details += (f"<br><small>predicted: {html.escape(prediction.description)}; ACR TI-RADS "
                         f"{prediction.tirads_points} points ({prediction.tirads_level}), derived from the model's "

@@ -15,14 +15,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..data.preprocess import Box
 from ..errors import ThyronetError
 from ..io import write_text_atomic
-from .calibration import Calibration, softmax_malignant, threshold_for_sensitivity
+from .calibration import Calibration, threshold_for_sensitivity
 from .config import RunConfig
-from .inference import LoadedModel, PreparedInput, load_checkpoint
+from .inference import FrameResult, LoadedModel, frame_result, load_checkpoint
 
 ENSEMBLE_FILE = "ensemble.json"
 
@@ -77,20 +76,14 @@ class FoldEnsemble:
     def config(self) -> RunConfig:
         return self.members[0].config
 
-    @torch.inference_mode()
-    def predict_frame(self, frame: np.ndarray, box: Box | None = None) -> tuple[float, dict[str, np.ndarray], PreparedInput]:
-        """Mean calibrated P(malignant) and descriptor probabilities; the first member's input
-        (each member finds the nodule with its own segmenter)."""
-        probabilities, heads, first = [], [], None
-        for member in self.members:
-            prepared = member.prepare(frame, (), box)
-            first = first or prepared
-            tensor = member.transform()(torch.from_numpy(prepared.image).unsqueeze(0)).unsqueeze(0)
-            logits, member_heads = member.outputs(tensor)
-            probabilities.append(float(softmax_malignant(logits, member.calibration.temperature)[0]))
-            heads.append(member_heads)
-        mean_heads = {name: np.mean([h[name][0] for h in heads], axis=0) for name in heads[0]}
-        return float(np.mean(probabilities)), mean_heads, first
+    def predict_frame(self, frame: np.ndarray, box: Box | None = None) -> FrameResult:
+        """Mean calibrated P(malignant), descriptor probabilities and out-of-distribution score;
+        the first member's input (each member finds the nodule with its own segmenter)."""
+        results = [frame_result(member, member.prepare(frame, (), box)) for member in self.members]
+        heads = {name: np.mean([r.descriptors[name] for r in results], axis=0) for name in results[0].descriptors}
+        scores = [r.ood_score for r in results if r.ood_score is not None]
+        return FrameResult(float(np.mean([r.probability for r in results])), heads, results[0].prepared,
+                           float(np.mean(scores)) if scores else None)
 
 
 def is_ensemble(path: str | Path) -> bool:

@@ -36,6 +36,8 @@ def score(predictions: Predictions) -> dict[str, Any]:
         "ece": expected_calibration_error(labels, probs),
         "unlabelled_images": int((~labelled).sum()),
     }
+    if predictions.ood_scores is not None:  # how many of these (in-distribution) images the gate lets through
+        result["ood_pass_rate"] = float((predictions.ood_scores <= 1).mean())
     if predictions.descriptors:
         result["descriptors"] = score_descriptors(predictions)
         points = expected_points({k: v[labelled] for k, v in predictions.descriptors.items()})

@@ -7,7 +7,7 @@ import csv
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from ..errors import DataError
 from ..io import atomic_path, open_atomic
 from .calibration import Calibration, softmax_malignant
 from .config import RunConfig, config_from_dict
+from .ood import FeatureGate
 
 if TYPE_CHECKING:
     from .segmenter import Segmenter
@@ -33,6 +34,12 @@ def eval_transform(config: RunConfig) -> Callable[[torch.Tensor], torch.Tensor]:
     """The run's input transform without augmentation: uint8 1xHxW -> normalised CxHxW."""
     data = config.data
     return build_transform(None, data.in_chans, data.mean, data.std)
+
+
+class Outputs(NamedTuple):
+    logits: np.ndarray  # (N, 2)
+    descriptors: dict[str, np.ndarray]  # name -> (N, classes) probabilities; empty without heads
+    features: np.ndarray | None  # (N, d) pooled features; None for models without forward_features
 
 
 @dataclass
@@ -85,6 +92,7 @@ class LoadedModel:
     info: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     segmenter: Segmenter | None = None  # finds the nodule when the region of interest is predicted
+    gate: FeatureGate | None = None  # flags inputs unlike the training images
 
     @property
     def name(self) -> str:
@@ -101,12 +109,20 @@ class LoadedModel:
         return prepare_input(self.config, self.segmenter, frame, outlines, box)
 
     @torch.inference_mode()
-    def outputs(self, batch: torch.Tensor) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Malignancy logits (N, 2) and, with descriptor heads, class probabilities per descriptor."""
-        if not self.has_descriptors:
-            return self.model(batch).float().numpy(), {}
-        logits, heads = self.model.forward_with_descriptors(batch)
-        return logits.float().numpy(), {name: torch.softmax(v.float(), 1).numpy() for name, v in heads.items()}
+    def outputs(self, batch: torch.Tensor) -> Outputs:
+        """Malignancy logits (N, 2), descriptor class probabilities (with descriptor heads) and the
+        pooled features (ResNet-family models), from one forward pass."""
+        model = self.model
+        if not hasattr(model, "forward_features"):  # the peers: logits only
+            return Outputs(model(batch).float().numpy(), {}, None)
+        features = model.forward_features(batch)
+        logits = model.fc(model.dropout(features)).float().numpy()
+        heads = {name: torch.softmax(head(features).float(), 1).numpy() for name, head in model.descriptor_heads.items()}
+        return Outputs(logits, heads, features.float().numpy())
+
+    def ood_score(self, features: np.ndarray | None) -> np.ndarray | None:
+        """Out-of-distribution scores (above 1: unlike the training images), where the run has a gate."""
+        return None if self.gate is None or features is None else self.gate.score(features)
 
 
 def read_checkpoint(path: str | Path) -> tuple[RunConfig, dict[str, torch.Tensor], dict[str, Any], Path]:
@@ -140,7 +156,8 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
     model.eval()
     calibration = Calibration(**info.get("calibration", {}))
     segmenter = Segmenter.from_state(info["segmenter"]) if "segmenter" in info else None
-    return LoadedModel(model, config, calibration, info, path, segmenter)
+    gate = FeatureGate(**info["ood"]) if "ood" in info else None
+    return LoadedModel(model, config, calibration, info, path, segmenter, gate)
 
 
 def save_calibration(path: Path, calibration: Calibration, extra: dict[str, Any]) -> None:
@@ -160,6 +177,8 @@ class Predictions:
     calibration: Calibration
     descriptors: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (N, classes) probabilities
     regions: list[str] = field(default_factory=list)  # where each input's crop came from
+    features: np.ndarray | None = None  # (N, d) pooled features, where the model has them
+    ood_scores: np.ndarray | None = None  # above 1: unlike the training images
 
     @property
     def probs(self) -> np.ndarray:
@@ -199,14 +218,36 @@ class Predictions:
 def predict_records(loaded: LoadedModel, records: Sequence[ImageRecord], batch_size: int = 32) -> Predictions:
     """Outputs for the records, each prepared exactly as in evaluation (no augmentation)."""
     transform = loaded.transform()
-    logits, heads, regions = [], [], []
+    outputs, regions = [], []
     for start in range(0, len(records), batch_size):
         prepared = [loaded.prepare(read_image(r.path, r.frame), r.outlines) for r in records[start : start + batch_size]]
         batch = torch.stack([transform(torch.from_numpy(p.image).unsqueeze(0)) for p in prepared])
-        batch_logits, batch_heads = loaded.outputs(batch)
-        logits.append(batch_logits)
-        heads.append(batch_heads)
+        outputs.append(loaded.outputs(batch))
         regions += [p.region for p in prepared]
-    descriptors = {name: np.concatenate([h[name] for h in heads]) for name in heads[0]} if heads else {}
-    return Predictions(list(records), np.concatenate(logits) if logits else np.zeros((0, 2), np.float32),
-                       loaded.calibration, descriptors, regions)
+    if not outputs:
+        return Predictions([], np.zeros((0, 2), np.float32), loaded.calibration)
+    descriptors = {name: np.concatenate([o.descriptors[name] for o in outputs]) for name in outputs[0].descriptors}
+    features = None if outputs[0].features is None else np.concatenate([o.features for o in outputs])
+    return Predictions(list(records), np.concatenate([o.logits for o in outputs]), loaded.calibration, descriptors, regions,
+                       features, loaded.ood_score(features))
+
+
+@dataclass
+class FrameResult:
+    """One frame's answer from a model: calibrated P(malignant), descriptor class probabilities,
+    the input it saw, and how unlike its training images the input is (None without a gate)."""
+
+    probability: float
+    descriptors: dict[str, np.ndarray]
+    prepared: PreparedInput
+    ood_score: float | None = None
+
+
+def frame_result(loaded: LoadedModel, prepared: PreparedInput) -> FrameResult:
+    """Run a prepared input through a loaded classifier."""
+    tensor = loaded.transform()(torch.from_numpy(prepared.image).unsqueeze(0)).unsqueeze(0)
+    outputs = loaded.outputs(tensor)
+    score = loaded.ood_score(outputs.features)
+    return FrameResult(float(softmax_malignant(outputs.logits, loaded.calibration.temperature)[0]),
+                       {name: probs[0] for name, probs in outputs.descriptors.items()}, prepared,
+                       None if score is None else float(score[0]))

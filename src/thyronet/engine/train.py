@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from ..data.records import Collection
+from ..data.records import Collection, ImageRecord
 from ..data.splits import Split, SplitPlan, receipt
 from ..errors import ThyronetError
 from ..io import write_text_atomic
@@ -41,8 +42,9 @@ from .callbacks import AtomicCheckpointIO, EpochHistory, ProgressLine, StepSeed
 from .config import RunConfig, config_from_dict, dump_config, load_config
 from .datamodule import UltrasoundDataModule
 from .evaluation import nan_to_none, result_table, write_evaluation
-from .inference import load_checkpoint, predict_records, save_calibration
+from .inference import LoadedModel, load_checkpoint, predict_records, save_calibration
 from .module import ThyroNetModule
+from .ood import FeatureGate
 from .provenance import provenance
 from .segmentation import SegmentationModule, evaluate_segmenter
 from .segmenter import Segmenter
@@ -234,6 +236,11 @@ def finalize_segmentation(config: RunConfig, datamodule: UltrasoundDataModule, s
     return results
 
 
+def fit_gate(loaded: LoadedModel, train_records: Sequence[ImageRecord], val_features: np.ndarray) -> FeatureGate:
+    """The out-of-distribution gate: the training images' features, a threshold on validation's."""
+    return FeatureGate.fit(predict_records(loaded, train_records).features, val_features)
+
+
 def finalize(config: RunConfig, datamodule: UltrasoundDataModule, split: Split, run_dir: Path,
              segmenter: Segmenter | None = None) -> dict[str, Any]:
     """Calibrate the best checkpoint on validation, then evaluate it on val (and test).
@@ -249,6 +256,9 @@ def finalize(config: RunConfig, datamodule: UltrasoundDataModule, split: Split, 
     extra = {"data_fingerprint": fingerprint, "run_dir": str(run_dir)}
     if segmenter is not None:
         extra["segmenter"] = segmenter.state()
+    if val.features is not None:
+        loaded.gate = fit_gate(loaded, datamodule.dataset("train").records, val.features)
+        extra["ood"] = loaded.gate.to_dict()
     save_calibration(best, calibration, extra)
     loaded.calibration = val.calibration = calibration
     results: dict[str, Any] = {"model": config.model.name, "calibration": calibration.to_dict()}

@@ -44,6 +44,7 @@ class ServiceSettings:
     max_upload_bytes: int = 20 * 1024 * 1024
     timeout_s: float = 30.0
     explain: bool = True
+    refuse_ood: bool = False  # 422 instead of a warning for inputs unlike the training images
 
 
 def sniff_type(head: bytes) -> str | None:
@@ -75,7 +76,9 @@ class Service:
     def predict(self, data: bytes, filename: str, box: Box | None = None) -> dict[str, Any]:
         image = read_upload(data, filename)  # decoded inside a temporary directory
         with self.lock:
-            answer = predict_image(self.backend, image, filename, box)
+            answer = predict_image(self.backend, image, filename, box, self.settings.refuse_ood)
+            if answer.prediction.error:  # refused as out of distribution
+                raise DataError(filename, answer.prediction.error)
             heat = self.explainer(self.backend.to_tensor(answer.prepared.image)) if self.explainer else None
         prediction, prepared = answer.prediction, answer.prepared
         calibration = self.backend.calibration
@@ -91,6 +94,8 @@ class Service:
             "validation_specificity": calibration.val_specificity,
             "model": {"name": self.backend.name, "runtime": self.backend.runtime, "thyronet_version": __version__,
                       "data_fingerprint": self.backend.info.get("data_fingerprint")},
+            "ood_score": prediction.ood_score,
+            "warning": prediction.warning,
             "region": prediction.region,
             "nodule_box": None if prepared.nodule_box is None else list(prepared.nodule_box),
             "descriptors": descriptors or None,
