@@ -39,7 +39,7 @@ def eval_transform(config: RunConfig) -> Callable[[torch.Tensor], torch.Tensor]:
 class Outputs(NamedTuple):
     logits: np.ndarray  # (N, 2)
     descriptors: dict[str, np.ndarray]  # name -> (N, classes) probabilities; empty without heads
-    features: np.ndarray | None  # (N, d) pooled features; None for models without forward_features
+    features: np.ndarray | None  # (N, d) every stage's pooled features; None for models other than ResNets
 
 
 @dataclass
@@ -111,14 +111,18 @@ class LoadedModel:
     @torch.inference_mode()
     def outputs(self, batch: torch.Tensor) -> Outputs:
         """Malignancy logits (N, 2), descriptor class probabilities (with descriptor heads) and the
-        pooled features (ResNet-family models), from one forward pass."""
+        pooled features of every stage (ResNet-family models), from one forward pass."""
         model = self.model
-        if not hasattr(model, "forward_features"):  # the peers: logits only
+        if not hasattr(model, "forward_stages"):  # the peers: logits only
             return Outputs(model(batch).float().numpy(), {}, None)
-        features = model.forward_features(batch)
+        maps = model.forward_stages(batch)
+        features = model.pool_features(maps)
         logits = model.fc(model.dropout(features)).float().numpy()
         heads = {name: torch.softmax(head(features).float(), 1).numpy() for name, head in model.descriptor_heads.items()}
-        return Outputs(logits, heads, features.float().numpy())
+        # every stage's pooled map: early stages see texture statistics (noise, other scanners)
+        # that the last stage's features abstract away
+        gate_features = torch.cat([torch.flatten(model.avgpool(m), 1) for m in maps], 1)
+        return Outputs(logits, heads, gate_features.float().numpy())
 
     def ood_score(self, features: np.ndarray | None) -> np.ndarray | None:
         """Out-of-distribution scores (above 1: unlike the training images), where the run has a gate."""

@@ -171,15 +171,23 @@ class ResNet(nn.Module):
         ]
         return nn.Sequential(*layers)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """Pooled features: the last stage's, or (dense) all four stages' concatenated."""
+    def forward_stages(self, x: Tensor) -> list[Tensor]:
+        """The feature maps of the four stages (strides 4, 8, 16, 32)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        pooled = []
+        maps = []
         for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
             x = stage(x)
-            if self.dense:
-                pooled.append(torch.flatten(self.avgpool(x), 1))
-        return torch.cat(pooled, 1) if self.dense else torch.flatten(self.avgpool(x), 1)
+            maps.append(x)
+        return maps
+
+    def pool_features(self, maps: Sequence[Tensor]) -> Tensor:
+        """The classifier's input from the stage maps: the last one pooled, or (dense) all four."""
+        chosen = maps if self.dense else maps[-1:]
+        return torch.cat([torch.flatten(self.avgpool(m), 1) for m in chosen], 1)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Pooled features: the last stage's, or (dense) all four stages' concatenated."""
+        return self.pool_features(self.forward_stages(x))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.dropout(self.forward_features(x)))
