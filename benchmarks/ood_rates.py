@@ -70,7 +70,8 @@ def main() -> int:
     test = predict_records(loaded, [r for r in collection.subset(split.test) if r.label is not None])
     rows = [("DDTI held-out test images", (test.ood_scores <= 1).mean(), len(test.records))]
     busi = sorted(p for p in Path(args.busi).rglob("*.jpg") if "_mask" not in p.name)[:: max(1, 624 // args.busi_count)]
-    groups = {"uniform noise": noise_frames("uniform"), "speckle-like (gamma) noise": noise_frames("gamma"), "photographs (matplotlib samples, views)": photographs(),
+    groups = {"uniform noise": noise_frames("uniform"), "speckle-like (gamma) noise": noise_frames("gamma"),
+              "photographs (matplotlib samples, views)": photographs(),
               "breast ultrasound (BUSI)": [read_image(p) for p in busi]}
     for name, frames in groups.items():
         scores = [frame_result(loaded, loaded.prepare(frame)).ood_score for frame in frames]
