@@ -198,7 +198,12 @@ def test_cv_and_compare_and_evaluate_commands(training_ddti, tmp_path, capsys):
     fast = [a if a != "3" else "2" for a in common]  # compare on 2 folds: the table, not the figures, is tested
     assert main(["compare", *fast, "--models", "baseline_block", "resnet18", "--out", str(cmp_dir)]) == 0
     table = (cmp_dir / "comparison.md").read_text()
-    assert "| baseline_block |" in table and "| resnet18 |" in table
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in rows[0].strip("|").split("|")]
+    body = {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")] for line in rows[2:])}
+    assert set(body) == {"baseline_block", "resnet18"}
+    assert all(len(cells) == len(header) for cells in body.values())  # every row has every column
+    assert body["resnet18"][header.index("pooled AUROC [95% CI]")].count("[") == 1
 
     eval_dir = tmp_path / "eval"
     ckpt = cv_dir / "fold-0" / "checkpoints" / "best.ckpt"
