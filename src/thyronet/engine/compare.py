@@ -90,7 +90,8 @@ def format_table(result: dict[str, Any], config: RunConfig) -> str:
         lines.append(
             f"| {name} | {params / 1e6:.1f} M | {_cell(summary, 'case_auroc')} | {_cell(summary, 'case_balanced_acc')} "
             f"| {_cell(summary, 'case_acc')} | {_cell(summary, 'case_majority_acc')} | {_cell(summary, 'case_sensitivity')} "
-            f"| {_cell(summary, 'case_specificity')} | {pooled['auroc']:.3f} [{pooled['auroc_ci_low']:.3f}, {pooled['auroc_ci_high']:.3f}] | "
+            f"| {_cell(summary, 'case_specificity')} "
+            f"| {pooled['auroc']:.3f} [{pooled['auroc_ci_low']:.3f}, {pooled['auroc_ci_high']:.3f}] | "
             + " | ".join(f"{paper[k]:.4f}" if k in paper else "" for k in ("train_acc", "val_acc", "external_test_acc"))
             + " |"
         )
