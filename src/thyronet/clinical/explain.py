@@ -54,16 +54,6 @@ class CamExplainer:
         return np.nan_to_num(heat.astype(np.float32))
 
 
-def overlay(prepared: np.ndarray, heat: np.ndarray, mask: np.ndarray | None = None, opacity: float = 0.45) -> np.ndarray:
-    """The heat map blended over the greyscale input as RGB uint8, with the outline if given."""
-    rgb = cv2.cvtColor(prepared, cv2.COLOR_GRAY2RGB).astype(np.float32) / 255.0
-    blended = show_cam_on_image(rgb, heat, use_rgb=True, image_weight=1.0 - opacity)
-    if mask is not None:
-        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        cv2.drawContours(blended, contours, -1, (255, 255, 255), 1)
-    return blended
-
-
 REGION_COLOUR = (255, 200, 0)  # the crop the classifier saw
 NODULE_COLOUR = (0, 230, 120)  # the nodule: predicted contour, or the box it was given
 

@@ -98,10 +98,6 @@ class LoadedModel:
     def name(self) -> str:
         return self.config.model.name
 
-    @property
-    def has_descriptors(self) -> bool:
-        return self.config.model.descriptor_heads
-
     def transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
         return eval_transform(self.config)
 
