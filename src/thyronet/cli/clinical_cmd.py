@@ -140,7 +140,7 @@ def _localise(args: argparse.Namespace) -> int:
         for record in records:
             # the outline in the same crop the model saw (its predicted region, or the scan area)
             frame = read_image(record.path, record.frame)
-            prepared = backend.prepare(frame)
+            prepared = backend.prepare(frame, outlines=record.outlines)
             region = None if prepared.region.startswith("scan area") else prepared.geometry.crop
             _, mask = preprocess(frame, backend.config.data.preprocess, record.outlines, region)
             pairs.append((explainer(backend.to_tensor(prepared.image)), mask))

@@ -7,7 +7,7 @@ is prepared and judged the same way whichever runtime answers.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..data.preprocess import Box
+from ..data.records import Polygon
 from ..engine.calibration import Calibration, softmax_malignant
 from ..engine.config import RunConfig, config_from_dict
 from ..engine.ensemble import FoldEnsemble, is_ensemble
@@ -51,10 +52,11 @@ class Backend:
     def name(self) -> str:
         return self.config.model.name
 
-    def prepare(self, image: np.ndarray, box: Box | None = None) -> PreparedInput:
+    def prepare(self, image: np.ndarray, box: Box | None = None, outlines: Sequence[Polygon] = ()) -> PreparedInput:
         """HxW uint8 frame -> the model's input, cut around the nodule when the run looks at a
-        region of interest (``box`` given by the user, else the segmenter's)."""
-        return prepare_input(self.config, self.loaded.segmenter if self.loaded else None, image, (), box)
+        region of interest (``box`` given by the user; else the expert ``outlines`` for runs that
+        use them; else the segmenter's)."""
+        return prepare_input(self.config, self.loaded.segmenter if self.loaded else None, image, outlines, box)
 
     @cached_property
     def _transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
