@@ -80,6 +80,11 @@ def test_segment_command_writes_masks_overlays_and_csv(segmenter_run, tmp_path, 
     out = tmp_path / "out"
     assert main(["segment", str(segmenter_run), str(folder), "--out", str(out)]) == 0
     rows = {row["file"].split("/")[-1]: row for row in csv.DictReader(open(out / "segments.csv"))}
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    assert main(["segment", str(segmenter_run), str(folder / "dark.png"), str(broken), "--out", str(tmp_path / "o2")]) == 1
+    statuses = {row["file"].split("/")[-1]: row["status"] for row in csv.DictReader(open(tmp_path / "o2" / "segments.csv"))}
+    assert statuses["dark.png"] == "nodule found" and statuses["broken.jpg"].startswith("error: corrupt or truncated")
     for name in ("dark", "bright"):
         row = rows[f"{name}.{'png' if name == 'dark' else 'jpg'}"]
         assert row["status"] == "nodule found"

@@ -18,7 +18,7 @@ from PIL import Image
 from ..data.imageio import is_dicom, read_image
 from ..data.records import ImageRecord
 from ..engine.segmenter import Segmentation, Segmenter
-from ..errors import DataError
+from ..errors import DataError, DataIssue
 from ..io import atomic_path, open_atomic
 from .explain import NODULE_COLOUR
 
@@ -82,8 +82,10 @@ def measure(name: str, result: Segmentation, spacing: tuple[float, float] | None
     return row
 
 
-def segment_records(segmenter: Segmenter, records: Sequence[ImageRecord], out_dir: Path) -> list[SegmentRow]:
-    """Segment every record into ``out_dir``: masks, overlays and ``segments.csv``."""
+def segment_records(segmenter: Segmenter, records: Sequence[ImageRecord], out_dir: Path,
+                    issues: Sequence[DataIssue] = ()) -> list[SegmentRow]:
+    """Segment every record into ``out_dir``: masks, overlays and ``segments.csv``; inputs that
+    could not be read (``issues``, and records that fail to decode) get an error row."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, used = [], set()
     for record in records:
@@ -104,6 +106,7 @@ def segment_records(segmenter: Segmenter, records: Sequence[ImageRecord], out_di
         _save(result.mask, out_dir / row.mask)
         _save(contour_overlay(frame, result), out_dir / row.overlay)
         rows.append(row)
+    rows += [SegmentRow(str(issue.path), f"error: {issue.problem}") for issue in issues]
     with open_atomic(out_dir / "segments.csv") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(SegmentRow.__dataclass_fields__))
         writer.writeheader()
