@@ -16,7 +16,7 @@ def _models(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     rows = []
     for name in list_models():
-        model = create_model(name, num_classes=2, in_chans=3)
+        model = create_model(name, num_classes=2 if get_entry(name).task == "classify" else 1, in_chans=3)
         row = {
             "name": name,
             "group": get_entry(name).group,
@@ -36,7 +36,8 @@ def _models(args: argparse.Namespace) -> int:
     for row in rows:
         latency = "" if args.no_latency else f" {row['cpu_latency_ms']:>7.1f}"
         print(f"{row['name']:<20} {row['parameters']:>12,} {row['gmacs_224']:>7.2f}{latency}  {row['description']}")
-    print(f"(2 classes, RGB input, 224x224; latency: median of 5 batch-1 forward passes on {torch.get_num_threads()} thread(s))")
+    print(f"(classifiers: 2 classes, segmenters: 1 map; RGB input, 224x224; latency: median of 5 batch-1 forward passes "
+          f"on {torch.get_num_threads()} thread(s))")
     return 0
 
 
