@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -98,8 +99,13 @@ class LoadedModel:
     def name(self) -> str:
         return self.config.model.name
 
-    def transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        return eval_transform(self.config)
+    @cached_property
+    def _transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return eval_transform(self.config)  # built once, not per image: a v2.Compose is not free
+
+    def to_tensor(self, image: np.ndarray) -> torch.Tensor:
+        """A prepared uint8 image -> normalised model input 1xCxHxW."""
+        return self._transform(torch.from_numpy(image).unsqueeze(0)).unsqueeze(0)
 
     def prepare(self, frame: np.ndarray, outlines: Sequence[Polygon] = (), box: Box | None = None) -> PreparedInput:
         return prepare_input(self.config, self.segmenter, frame, outlines, box)
@@ -217,11 +223,10 @@ class Predictions:
 
 def predict_records(loaded: LoadedModel, records: Sequence[ImageRecord], batch_size: int = 32) -> Predictions:
     """Outputs for the records, each prepared exactly as in evaluation (no augmentation)."""
-    transform = loaded.transform()
     outputs, regions = [], []
     for start in range(0, len(records), batch_size):
         prepared = [loaded.prepare(read_image(r.path, r.frame), r.outlines) for r in records[start : start + batch_size]]
-        batch = torch.stack([transform(torch.from_numpy(p.image).unsqueeze(0)) for p in prepared])
+        batch = torch.cat([loaded.to_tensor(p.image) for p in prepared])
         outputs.append(loaded.outputs(batch))
         regions += [p.region for p in prepared]
     if not outputs:
@@ -245,8 +250,7 @@ class FrameResult:
 
 def frame_result(loaded: LoadedModel, prepared: PreparedInput) -> FrameResult:
     """Run a prepared input through a loaded classifier."""
-    tensor = loaded.transform()(torch.from_numpy(prepared.image).unsqueeze(0)).unsqueeze(0)
-    outputs = loaded.outputs(tensor)
+    outputs = loaded.outputs(loaded.to_tensor(prepared.image))
     score = loaded.ood_score(outputs.features)
     return FrameResult(float(softmax_malignant(outputs.logits, loaded.calibration.temperature)[0]),
                        {name: probs[0] for name, probs in outputs.descriptors.items()}, prepared,
