@@ -176,7 +176,7 @@ def fit(
     else:
         weights = datamodule.class_weights().tolist() if config.train.imbalance == "weighted_loss" else None
         module = ThyroNetModule(config.to_dict(), weights)
-        module.val_case_ids = [r.case_id for r in datamodule.dataset("val").records]
+        module.val_case_ids = [r.case_id for r in datamodule.records("val")]
     trainer = _trainer(config, run_dir, callbacks, module.monitor)
     previous = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the processes Lightning launches for DDP
@@ -250,26 +250,26 @@ def finalize(config: RunConfig, datamodule: UltrasoundDataModule, split: Split, 
     best = run_dir / "checkpoints" / "best.ckpt"
     loaded = load_checkpoint(best)
     loaded.segmenter = segmenter
-    val = predict_records(loaded, datamodule.dataset("val").records)
+    val = predict_records(loaded, datamodule.records("val"))
     calibration = calibrate(val.logits, val.labels, config.train.target_sensitivity)
     fingerprint = json.loads((run_dir / "split.json").read_text()).get("data_fingerprint")
     extra = {"data_fingerprint": fingerprint, "run_dir": str(run_dir)}
     if segmenter is not None:
         extra["segmenter"] = segmenter.state()
     if val.features is not None:
-        loaded.gate = fit_gate(loaded, datamodule.dataset("train").records, val.features)
+        loaded.gate = fit_gate(loaded, datamodule.records("train"), val.features)
         extra["ood"] = loaded.gate.to_dict()
     save_calibration(best, calibration, extra)
     loaded.calibration = val.calibration = calibration
     results: dict[str, Any] = {"model": config.model.name, "calibration": calibration.to_dict()}
     results["val"] = write_evaluation(val, run_dir, "val")
     if split.test:
-        test = predict_records(loaded, datamodule.dataset("test").records)
+        test = predict_records(loaded, datamodule.records("test"))
         results["test"] = write_evaluation(test, run_dir, "test")
         if segmenter is not None:  # the same classifier on the expert's boxes: what the segmenter costs
             loaded.config = copy.deepcopy(config)
             loaded.config.data.roi = dataclasses.replace(config.data.roi, mode="expert")
-            results["test_expert_region"] = write_evaluation(predict_records(loaded, datamodule.dataset("test").records),
+            results["test_expert_region"] = write_evaluation(predict_records(loaded, datamodule.records("test")),
                                                              run_dir, "test_expert_region")
     log.info("%s\nrun folder: %s", result_table({k: results[k] for k in ("val", "test") if k in results}), run_dir)
     return results
