@@ -173,3 +173,19 @@ def test_page_in_headless_chromium(checkpoint, tmp_path):
         driver.quit()
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_a_request_out_of_time_gets_504_and_does_not_hold_the_model(checkpoint):
+    from thyronet.serve.app import RequestExpired
+
+    app = create_app(checkpoint, ServiceSettings(timeout_s=0.5))
+    service, client = app.state.service, TestClient(app)
+    payload = png_bytes(ultrasound_image(0, True))
+    with service.lock:  # another request holds the model past this one's time
+        response = client.post("/api/v1/predict", files={"file": ("late.png", payload, "image/png")})
+    assert response.status_code == 504 and "longer than" in response.json()["detail"]
+    with pytest.raises(RequestExpired):  # a request whose client gave up stops before the model
+        service.predict(payload, "late.png", deadline=time.monotonic() - 1)
+    assert service.lock.acquire(blocking=False)  # and left the model free
+    service.lock.release()
+    assert client.post("/api/v1/predict", files={"file": ("ok.png", payload, "image/png")}).status_code == 200

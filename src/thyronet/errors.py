@@ -23,6 +23,10 @@ class DataError(ThyronetError):
         super().__init__(f"{path}: {problem}")
 
 
+class ImageTooLargeError(DataError):
+    """An image whose declared size is over the pixel limit (refused before decoding)."""
+
+
 @dataclass(frozen=True)
 class DataIssue:
     """A problem found while reading a data source that was skipped (non-strict mode)."""

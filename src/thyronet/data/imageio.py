@@ -7,12 +7,14 @@ truncated images, decompression bombs, DICOM without pixel data.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DataError
+from ..errors import DataError, ImageTooLargeError
 from .pixels import to_uint8
 
 # Ultrasound frames are well under a megapixel; refuse anything absurdly large before decoding.
@@ -21,8 +23,9 @@ MAX_PIXELS = 40_000_000
 MIN_SIDE = 32
 MAX_ASPECT = 8
 MIN_RANGE = 4  # grey levels between the darkest and the brightest pixel
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif"}  # an animated GIF: its first frame
 DICOM_SUFFIXES = {".dcm", ".dicom"}
+T = TypeVar("T")
 
 
 def is_dicom(path: Path) -> bool:
@@ -59,12 +62,14 @@ def _decode(path: Path) -> Image.Image:
             image = Image.open(path)
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise DataError(path, f"image of {width}x{height} pixels is over the {MAX_PIXELS:,}-pixel limit")
+                raise ImageTooLargeError(path, f"image of {width}x{height} pixels is over the {MAX_PIXELS:,}-pixel limit")
             image.load()
             return image
     except DataError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageTooLargeError(path, f"image over Pillow's decompression-bomb limit ({error})") from None
+    except UnidentifiedImageError as error:
         raise DataError(path, f"not a readable image ({error.__class__.__name__})") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise DataError(path, f"corrupt or truncated image ({error})") from None
@@ -101,22 +106,28 @@ def read_image(path: str | Path, frame: int | None = None, check: bool = True) -
     (:func:`check_frame`); masks are read without it."""
     path = Path(path)
     _check_file(path)
+    from .dicom import read_dicom_frame
+
     if is_dicom(path):
-        image = _read_dicom(path, frame)
+        image = read_dicom_frame(path, frame)
     else:
-        try:
-            image = read_pil(path)
-        except DataError:
-            if path.suffix.lower() not in DICOM_SUFFIXES:
-                raise
-            image = _read_dicom(path, frame)  # DICOM written without its 128-byte preamble
+        image = _raster_or_bare_dicom(path, read_pil, lambda: read_dicom_frame(path, frame))
     return check_frame(image, path) if check else image
 
 
-def _read_dicom(path: Path, frame: int | None) -> np.ndarray:
-    from .dicom import read_dicom_frame
-
-    return read_dicom_frame(path, frame)
+def _raster_or_bare_dicom(path: Path, raster: Callable[[Path], T], dicom: Callable[[], T]) -> T:
+    """Read a file without the DICOM preamble as a raster image; a ``.dcm`` one Pillow cannot read
+    is tried as DICOM written without its 128-byte preamble, and if that fails too the error says
+    the file is neither (random bytes named .dcm are not "a DICOM without pixels")."""
+    try:
+        return raster(path)
+    except DataError:
+        if path.suffix.lower() not in DICOM_SUFFIXES:
+            raise
+    try:
+        return dicom()
+    except DataError as error:
+        raise DataError(path, f"not a readable image, nor a DICOM file (as DICOM: {error.problem})") from None
 
 
 def probe_image(path: str | Path) -> int | None:
@@ -127,13 +138,7 @@ def probe_image(path: str | Path) -> int | None:
 
     if is_dicom(path):
         return probe_dicom(path)
-    try:
-        _decode(path).close()
-    except DataError:
-        if path.suffix.lower() not in DICOM_SUFFIXES:
-            raise
-        return probe_dicom(path)
-    return None
+    return _raster_or_bare_dicom(path, lambda p: _decode(p).close(), lambda: probe_dicom(path))
 
 
 def read_upload(data: bytes, name: str = "upload") -> np.ndarray:

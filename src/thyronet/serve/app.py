@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import math
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +33,12 @@ from ..data.imageio import read_upload
 from ..data.preprocess import Box
 from ..data.region import parse_box
 from ..data.vocabulary import DESCRIPTORS
-from ..errors import DataError
+from ..errors import DataError, ImageTooLargeError
 
 STATIC = Path(__file__).parent / "static"
 MAGIC = {
     b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png", b"BM": "bmp", b"II*\x00": "tiff", b"MM\x00*": "tiff",
+    b"GIF87a": "gif", b"GIF89a": "gif",  # an animated GIF: its first frame
 }
 
 
@@ -63,6 +66,15 @@ def png_base64(array: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+class RequestExpired(Exception):
+    """The request's time ran out; the client has been answered 504 already."""
+
+
+def _check_deadline(deadline: float) -> None:
+    if time.monotonic() > deadline:
+        raise RequestExpired
+
+
 class Service:
     """The loaded model and what a request needs from it, shared by all requests."""
 
@@ -73,13 +85,22 @@ class Service:
         can_explain = settings.explain and backend.loaded is not None
         self.explainer = CamExplainer(backend) if can_explain else None
 
-    def predict(self, data: bytes, filename: str, box: Box | None = None) -> dict[str, Any]:
+    def predict(self, data: bytes, filename: str, box: Box | None = None, deadline: float = math.inf) -> dict[str, Any]:
+        """One request's answer. A request whose client has given up (``deadline``, from
+        ``time.monotonic``) stops at the next step instead of holding the model for nothing."""
         image = read_upload(data, filename)  # decoded inside a temporary directory
-        with self.lock:
+        wait = max(0.0, deadline - time.monotonic()) if math.isfinite(deadline) else -1  # -1: no limit
+        if not self.lock.acquire(timeout=wait):
+            raise RequestExpired
+        try:
+            _check_deadline(deadline)
             answer = predict_image(self.backend, image, filename, box, self.settings.refuse_ood)
             if answer.prediction.error:  # refused as out of distribution
                 raise DataError(filename, answer.prediction.error)
+            _check_deadline(deadline)  # Grad-CAM costs as much as the prediction again
             heat = self.explainer(self.backend.to_tensor(answer.prepared.image)) if self.explainer else None
+        finally:
+            self.lock.release()
         prediction, prepared = answer.prediction, answer.prepared
         calibration = self.backend.calibration
         descriptors = {name: {"value": getattr(prediction, name), "probability": getattr(prediction, f"{name}_prob")}
@@ -156,14 +177,16 @@ def create_app(model: str | Path | Backend, settings: ServiceSettings | None = N
         if not data:
             raise HTTPException(400, "empty upload")
         if sniff_type(data[:132]) is None:
-            raise HTTPException(415, "not an image: expected JPEG, PNG, BMP, TIFF or DICOM content")
+            raise HTTPException(415, "not an image: expected JPEG, PNG, BMP, TIFF, GIF or DICOM content")
         name = Path(file.filename or "upload").name
+        deadline = time.monotonic() + settings.timeout_s
         try:
-            return await asyncio.wait_for(run_in_threadpool(service.predict, data, name, nodule_box), settings.timeout_s)
+            return await asyncio.wait_for(run_in_threadpool(service.predict, data, name, nodule_box, deadline),
+                                          settings.timeout_s)
         except DataError as error:
-            status = 413 if "pixel limit" in error.problem else 422
+            status = 413 if isinstance(error, ImageTooLargeError) else 422
             raise HTTPException(status, f"{name}: {error.problem}") from None
-        except TimeoutError:
+        except (TimeoutError, RequestExpired):
             raise HTTPException(504, f"prediction took longer than {settings.timeout_s:.0f} s") from None
 
     @app.get("/", include_in_schema=False)

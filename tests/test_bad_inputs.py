@@ -1,0 +1,118 @@
+"""Twenty kinds of awkward file through `thyronet predict` (each alone, and all in one folder with
+good images) and through the web API: a clear error naming the file for the broken ones, a
+prediction for the odd but valid ones, never a traceback, never a lost good result."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from badfiles import corpus, write_corpus
+from synthetic import ultrasound_image
+from thyronet.cli import main
+from thyronet.serve.app import ServiceSettings, create_app
+
+
+@pytest.fixture(scope="module")
+def run_folder(training_ddti, tmp_path_factory):
+    out = tmp_path_factory.mktemp("badinput-run")
+    assert main(["train", "--data", str(training_ddti), "--model", "resnet18", "--epochs", "1", "--set", "data.preprocess.size=48",
+                 "--set", "train.batch_size=8", "--set", "trainer.threads=1", "--output-dir", str(out)]) == 0
+    return next(out.iterdir())
+
+
+@pytest.fixture(scope="module")
+def bad_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus") / "inputs"
+    files = write_corpus(folder)
+    return folder, files
+
+
+def test_the_corpus_covers_at_least_eighteen_kinds(bad_folder):
+    _, files = bad_folder
+    assert len(files) >= 18 and len({f.name for f in files}) == len(files)
+
+
+def _check_row(row, item) -> None:
+    if item.problem is None:
+        assert row["error"] in (None, ""), f"{item.name}: {row['error']}"
+        assert 0 <= row["probability"] <= 1 and row["decision"] in ("benign", "malignant")
+    else:
+        assert item.problem in row["error"], f"{item.name}: {row['error']}"
+        assert row["probability"] is None
+
+
+def test_each_file_alone_on_the_command_line(run_folder, bad_folder, tmp_path, capsys):
+    folder, files = bad_folder
+    for item in files:
+        out = tmp_path / f"{item.name}.json"
+        code = main(["predict", str(run_folder), str(folder / item.name), "--out", str(out)])
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.err + captured.out
+        assert code == (0 if item.problem is None else 1), item.name
+        rows = json.loads(out.read_text())
+        assert len(rows) == 1 and rows[0]["input"].endswith(item.name)
+        _check_row(rows[0], item)
+        if item.problem is not None:
+            printed = captured.out + captured.err  # the table names the file and says what is wrong
+            assert item.name in printed and item.problem in printed
+
+
+def test_one_folder_mixing_every_kind_with_good_images(run_folder, bad_folder, tmp_path, capsys):
+    folder, files = bad_folder
+    good = ["good_a.png", "good_b.jpg"]
+    for seed, name in enumerate(good):
+        Image.fromarray(ultrasound_image(seed, bool(seed))).save(folder / name)
+    out = tmp_path / "all.json"
+    try:
+        assert main(["predict", str(run_folder), str(folder), "--out", str(out)]) == 1
+    finally:
+        for name in good:
+            (folder / name).unlink()
+    assert "Traceback" not in capsys.readouterr().err
+    rows = {r["input"].rsplit("/", 1)[-1]: r for r in json.loads(out.read_text())}
+    assert set(rows) == {f.name for f in files} | set(good)
+    for item in files:
+        _check_row(rows[item.name], item)
+    for name in good:
+        assert rows[name]["error"] in (None, "") and 0 <= rows[name]["probability"] <= 1
+
+
+def _expected_status(problem: str | None) -> set[int]:
+    if problem is None:
+        return {200}
+    if problem == "pixel limit":
+        return {413}
+    if problem == "empty file":
+        return {400}
+    # what the API's first-bytes check turns away before decoding, or the decoder afterwards
+    return {415, 422}
+
+
+def test_every_kind_through_the_api(run_folder, tmp_path):
+    client = TestClient(create_app(run_folder, ServiceSettings(max_upload_bytes=4 * 1024 * 1024)))
+    for item in corpus(tmp_path):
+        response = client.post("/api/v1/predict", files={"file": (item.name, item.data, "application/octet-stream")})
+        assert response.status_code in _expected_status(item.problem), f"{item.name}: {response.text}"
+        body = response.json()
+        if item.problem is None:
+            assert 0 <= body["probability_malignant"] <= 1
+        elif response.status_code == 422:  # decoded and refused: the message names the file and the problem
+            assert body["detail"].startswith(f"{item.name}: ") and item.problem in body["detail"]
+        else:
+            assert body["detail"]
+        assert client.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("name", [".", "..", "../../etc/passwd", ""])
+def test_hostile_upload_names(run_folder, name):
+    client = TestClient(create_app(run_folder))
+    buffer = io.BytesIO()
+    Image.fromarray(ultrasound_image(0, True)).save(buffer, format="PNG")
+    response = client.post("/api/v1/predict", files={"file": (name, buffer.getvalue(), "image/png")})
+    assert response.status_code in (200, 422), response.text
+    assert client.get("/health").status_code == 200
