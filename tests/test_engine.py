@@ -210,3 +210,14 @@ def test_cv_and_compare_and_evaluate_commands(training_ddti, tmp_path, capsys):
     assert main(["evaluate", str(ckpt), str(training_ddti), "--out", str(eval_dir)]) == 0
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     assert metrics["case"]["n"] == 18 and (eval_dir / "predictions_eval.csv").is_file()
+
+
+def test_batches_carry_the_case_of_every_image(collection, tmp_path):
+    from thyronet.engine.datamodule import UltrasoundDataModule
+
+    split = holdout_plan(collection, 0.25, 0.25, seed=0).splits[0]
+    datamodule = UltrasoundDataModule(tiny_config(tmp_path), collection, split)
+    records = datamodule.records("val")
+    batch = next(iter(datamodule.val_dataloader()))
+    assert batch.image.shape[0] == len(batch.case_id) == len(batch.label)
+    assert list(batch.case_id) == [records[i].case_id for i in batch.index.tolist()]

@@ -1,14 +1,14 @@
 """Torch Datasets over image records: decode and preprocess once, augment every epoch.
 
-* :class:`UltrasoundDataset` (classification): items ``(input, label, index, descriptors)``;
-  the input is the scan area or a region of interest around a nodule box.
+* :class:`UltrasoundDataset` (classification): items are :class:`Sample`; the input is the scan
+  area or a region of interest around a nodule box.
 * :class:`SegmentationDataset`: items ``(input, mask, index)``, image and mask augmented together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -24,6 +24,17 @@ from .vocabulary import descriptor_targets
 
 T = TypeVar("T")
 Locator = Callable[[ImageRecord, np.ndarray], Box | None]  # (record, frame) -> the nodule's box
+
+
+class Sample(NamedTuple):
+    """One classification item; batches keep the field names (``case_id`` becomes a list), so the
+    case each image belongs to travels with it to the case-level metrics."""
+
+    image: torch.Tensor
+    label: int  # -1: unlabelled
+    index: int  # position in the dataset's records
+    descriptors: torch.Tensor  # one class index per descriptor, -1 where missing
+    case_id: str
 
 
 def load_prepared(
@@ -43,8 +54,7 @@ def seeded(seed: int | None, draw: Callable[[], T]) -> T:
 
 
 class UltrasoundDataset(Dataset):
-    """Items are ``(tensor, label, index, descriptors)``; unlabelled records get label -1 and a
-    missing descriptor -1.
+    """Items are :class:`Sample`; unlabelled records get label -1 and a missing descriptor -1.
 
     Without ``locate`` the input is the scan area. With it (record, frame -> the nodule's box in
     frame pixels, or None where unknown) the input is a region of interest cut per ``region``:
@@ -96,13 +106,13 @@ class UltrasoundDataset(Dataset):
         crop = crop_region(self.boxes[index], frame.shape, self.region, rng)
         return preprocess(frame, self.preprocess_config, region=crop)[0]
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int, int, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
         """``key`` is an index, or ``(index, seed)`` to make the item's augmentation reproducible."""
         index, seed = key if isinstance(key, tuple) else (key, None)
         image = torch.from_numpy(self._input(index, seed)).unsqueeze(0)
         tensor = seeded(seed, lambda: self.transform(image))
-        label = self.records[index].label
-        return tensor, -1 if label is None else label, index, self.descriptors[index]
+        record = self.records[index]
+        return Sample(tensor, -1 if record.label is None else record.label, index, self.descriptors[index], record.case_id)
 
 
 class SegmentationDataset(Dataset):

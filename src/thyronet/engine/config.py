@@ -40,6 +40,9 @@ class ModelConfig:
     weights: str | None = None  # a local file; nothing is downloaded
     drop_rate: float = 0.2
     descriptor_heads: bool = False  # also predict composition, echogenicity, margins, calcifications
+    # ResNet family: start each residual branch at zero (Goyal et al. 2017), so that a deep network
+    # begins as a shallow one; needed for ThyroNet-X4 to train from scratch on a few hundred images
+    zero_init_residual: bool = False
 
 
 @dataclass

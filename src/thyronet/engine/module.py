@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.dataset import Sample
 from ..data.vocabulary import DESCRIPTOR_CLASSES, DESCRIPTORS
 from ..errors import ThyronetError
 from ..models import create_model
@@ -21,15 +22,26 @@ from .optim import configure_optimizers
 def build_classifier(config: RunConfig, weights: str | None = None) -> torch.nn.Module:
     """The run's classifier, with descriptor heads when the config asks for them."""
     model = config.model
-    extra = {"descriptor_classes": {f: len(DESCRIPTOR_CLASSES[f]) for f in DESCRIPTORS}} if model.descriptor_heads else {}
+    extra: dict[str, Any] = {}
+    if model.descriptor_heads:
+        extra["descriptor_classes"] = {f: len(DESCRIPTOR_CLASSES[f]) for f in DESCRIPTORS}
+    if model.zero_init_residual:
+        extra["zero_init_residual"] = True
     try:
         return create_model(model.name, num_classes=2, in_chans=config.data.in_chans, weights=weights,
                             drop_rate=model.drop_rate, **extra)
     except TypeError:
         if extra:
-            raise ThyronetError(f"model {model.name} has no descriptor heads; use a ResNet-family model "
-                                "(thyronet_x4, baseline..., resnet18) or model.descriptor_heads=false") from None
+            raise ThyronetError(f"model {model.name} is not of the ResNet family, which model.descriptor_heads and "
+                                "model.zero_init_residual need (thyronet_x4, baseline..., resnet18)") from None
         raise
+
+
+def _gather_strings(values: list[str], world_size: int) -> list[str]:
+    """Every process's list, concatenated in rank order (as ``all_gather`` stacks tensors)."""
+    gathered: list[list[str] | None] = [None] * world_size
+    torch.distributed.all_gather_object(gathered, values)
+    return [value for part in gathered for value in part or []]
 
 
 class ThyroNetModule(L.LightningModule):
@@ -47,9 +59,7 @@ class ThyroNetModule(L.LightningModule):
             self.model = self.model.to(memory_format=torch.channels_last)
         weights = torch.as_tensor(class_weights or [1.0, 1.0], dtype=torch.float32)
         self.register_buffer("class_weights", weights)
-        self.val_case_ids: list[str] = []
-        self._train_correct = self._train_seen = 0
-        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.run_config.train.channels_last:
@@ -59,8 +69,8 @@ class ThyroNetModule(L.LightningModule):
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float(), labels, weight=self.class_weights)
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        images, labels, _, descriptors = batch
+    def training_step(self, batch: Sample, batch_idx: int) -> torch.Tensor:
+        images, labels, descriptors = batch.image, batch.label, batch.descriptors
         if self.descriptor_heads:
             if self.run_config.train.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -76,25 +86,27 @@ class ThyroNetModule(L.LightningModule):
                  batch_size=len(labels), sync_dist=True)
         return loss
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        images, labels, indices, _ = batch
-        logits = self(images).float()
-        self._val_outputs.append((logits.detach(), labels, indices))
+    def validation_step(self, batch: Sample, batch_idx: int) -> None:
+        logits = self(batch.image).float()
+        self._val_outputs.append((logits.detach(), batch.label, batch.index, list(batch.case_id)))
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_outputs:
             return
-        logits, labels, indices = (torch.cat(parts) for parts in zip(*self._val_outputs, strict=False))
+        parts = list(zip(*self._val_outputs, strict=True))
+        logits, labels, indices = (torch.cat(p) for p in parts[:3])
+        case_ids = [case for batch in parts[3] for case in batch]
         self._val_outputs.clear()
         if self.trainer.world_size > 1:  # every process sees the whole validation set
             logits, labels, indices = (self.all_gather(t).flatten(0, 1) for t in (logits, labels, indices))
+            case_ids = _gather_strings(case_ids, self.trainer.world_size)
             keep = np.unique(indices.cpu().numpy(), return_index=True)[1]  # drop sampler padding
-            logits, labels, indices = logits[keep], labels[keep], indices[keep]
+            logits, labels = logits[keep], labels[keep]
+            case_ids = [case_ids[i] for i in keep]
         loss = self._loss(logits, labels)
         probs = torch.softmax(logits, 1)[:, 1].cpu().numpy()
         y = labels.cpu().numpy()
         image = binary_metrics(y, probs, ci=False)
-        case_ids = [self.val_case_ids[i] for i in indices.cpu().tolist()] if self.val_case_ids else [str(i) for i in indices.tolist()]
         _, case_y, case_p = case_level(case_ids, y, probs)
         case = binary_metrics(case_y, case_p, ci=False)
         values = {

@@ -176,7 +176,6 @@ def fit(
     else:
         weights = datamodule.class_weights().tolist() if config.train.imbalance == "weighted_loss" else None
         module = ThyroNetModule(config.to_dict(), weights)
-        module.val_case_ids = [r.case_id for r in datamodule.records("val")]
     trainer = _trainer(config, run_dir, callbacks, module.monitor)
     previous = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the processes Lightning launches for DDP
