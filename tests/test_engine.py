@@ -221,3 +221,22 @@ def test_batches_carry_the_case_of_every_image(collection, tmp_path):
     batch = next(iter(datamodule.val_dataloader()))
     assert batch.image.shape[0] == len(batch.case_id) == len(batch.label)
     assert list(batch.case_id) == [records[i].case_id for i in batch.index.tolist()]
+
+
+def test_warm_up_then_cosine_per_step():
+    from thyronet.engine.config import TrainConfig
+    from thyronet.engine.optim import configure_optimizers
+
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    train = TrainConfig(epochs=5, lr=1e-3, warmup_epochs=1, optimizer="adamw")
+    setup = configure_optimizers([parameter], train, steps_per_epoch=10)
+    optimiser, scheduler = setup["optimizer"], setup["lr_scheduler"]["scheduler"]
+    assert isinstance(optimiser, torch.optim.AdamW) and setup["lr_scheduler"]["interval"] == "step"
+    rates = []
+    for _ in range(50):
+        rates.append(optimiser.param_groups[0]["lr"])
+        optimiser.step()
+        scheduler.step()
+    assert rates[0] == pytest.approx(1e-5) and rates[10] == pytest.approx(1e-3)
+    assert all(a < b for a, b in zip(rates[:10], rates[1:11], strict=True))  # rising during the warm-up
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:], strict=False)) and rates[-1] < 1e-5

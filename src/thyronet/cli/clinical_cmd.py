@@ -116,33 +116,15 @@ def _segment(args: argparse.Namespace) -> int:
 
 def _localise(args: argparse.Namespace) -> int:
     from ..clinical.backends import load_backend
-    from ..clinical.explain import CamExplainer
-    from ..clinical.localisation import LocalisationSummary
+    from ..clinical.localisation import held_out_outlined, localisation_summary
     from ..data import open_source
-    from ..data.imageio import read_image
     from ..data.locate import resolve_data_path
-    from ..data.preprocess import preprocess
-    from ..data.splits import SplitPlan
 
     collection = open_source(resolve_data_path(args.data))
     rows = []
     for checkpoint in args.checkpoints:
         backend = load_backend(checkpoint)
-        records = [r for r in collection.images if r.outlines]
-        split_file = backend.source.parent.parent / "split.json"
-        if not args.all_images and split_file.is_file():  # the run's unseen test cases only
-            test_cases = set(SplitPlan.load(split_file).splits[0].test)
-            records = [r for r in records if r.case_id in test_cases]
-        explainer = CamExplainer(backend, args.method)
-        pairs = []
-        for record in records:
-            # the outline in the same crop the model saw (its predicted region, or the scan area)
-            frame = read_image(record.path, record.frame)
-            prepared = backend.prepare(frame, outlines=record.outlines)
-            region = None if prepared.region.startswith("scan area") else prepared.geometry.crop
-            _, mask = preprocess(frame, backend.config.data.preprocess, record.outlines, region)
-            pairs.append((explainer(backend.to_tensor(prepared.image)), mask))
-        summary = LocalisationSummary.from_pairs(pairs)
+        summary = localisation_summary(backend, held_out_outlined(backend, collection.images, args.all_images), args.method)
         rows.append({"model": backend.name, "checkpoint": str(backend.source), "method": args.method, **summary.__dict__})
     if args.json:
         print(json.dumps(rows, indent=1))
@@ -156,23 +138,12 @@ def _localise(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    import yaml
-
-    from ..clinical.analyze import error_table, format_table, held_out_predictions, plot_error_bars
-    from ..data import open_source
-    from ..data.locate import resolve_data_path
-    from ..engine.config import config_from_dict
-    from ..io import write_text_atomic
+    from ..clinical.analyze import analyze_run
 
     run = Path(args.run)
-    config_file = run / "config.yaml"
-    data = args.data or (config_from_dict(yaml.safe_load(config_file.read_text())).data.path if config_file.is_file() else None)
-    collection = open_source(resolve_data_path(data))
-    table = error_table(held_out_predictions(run), collection)
-    text = format_table(table)
+    _, text = analyze_run(run, args.data)
     print(text)
-    write_text_atomic(run / "errors_by_category.md", text)
-    print(f"wrote {run / 'errors_by_category.md'} and {plot_error_bars(table, run / 'errors_by_category.png')}")
+    print(f"wrote {run / 'errors_by_category.md'} and {run / 'errors_by_category.png'}")
     return 0
 
 

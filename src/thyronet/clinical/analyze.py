@@ -3,34 +3,35 @@ calcifications, TIRADS), from a run's or a CV folder's held-out predictions."""
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from ..data import open_source
+from ..data.locate import resolve_data_path
 from ..data.records import Collection
+from ..engine.config import config_from_dict
+from ..engine.inference import read_prediction_rows
+from ..engine.layout import CVFolder, RunFolder
 from ..errors import ThyronetError
-from ..io import atomic_path
+from ..io import atomic_path, write_text_atomic
 
 CATEGORIES = ("composition", "echogenicity", "margins", "calcifications", "tirads")
 
 
 def held_out_predictions(run_dir: Path) -> list[dict[str, str]]:
     """Rows of ``predictions_test.csv`` of a run, or of every fold of a CV folder."""
-    files = sorted(run_dir.glob("fold-*/predictions_test.csv")) or [run_dir / "predictions_test.csv"]
-    files = [f for f in files if f.is_file()]
+    runs = CVFolder(run_dir).folds() or [RunFolder(run_dir)]
+    files = [run.predictions("test") for run in runs if run.predictions("test").is_file()]
     if not files:
         raise ThyronetError(f"{run_dir}: no predictions_test.csv (a finished run or CV folder is needed)")
-    rows = []
-    for file in files:
-        with open(file, newline="") as handle:
-            rows += list(csv.DictReader(handle))
-    return rows
+    return [row for file in files for row in read_prediction_rows(file)]
 
 
 def error_table(rows: list[dict[str, str]], collection: Collection) -> dict[str, dict[str, dict[str, Any]]]:
@@ -80,3 +81,17 @@ def plot_error_bars(table: dict[str, dict[str, dict[str, Any]]], path: Path) -> 
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     return path
+
+
+def analyze_run(run_dir: Path, data: str | None = None) -> tuple[dict[str, dict[str, dict[str, Any]]], str]:
+    """The error table of a run's (or CV folder's) held-out predictions and its Markdown, written
+    beside them as ``errors_by_category.md``/``.png``; the data source is the run's own unless given."""
+    config_file = RunFolder(run_dir).config
+    if data is None and config_file.is_file():
+        data = config_from_dict(yaml.safe_load(config_file.read_text())).data.path
+    table = error_table(held_out_predictions(run_dir), open_source(resolve_data_path(data)))
+    text = format_table(table)
+    write_text_atomic(run_dir / "errors_by_category.md", text)
+    plot_error_bars(table, run_dir / "errors_by_category.png")
+    return table, text
+

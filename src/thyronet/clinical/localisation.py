@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..data.imageio import read_image
+from ..data.preprocess import preprocess
+from ..data.records import ImageRecord
+from ..data.splits import SplitPlan
+from ..engine.layout import RunFolder
+from .backends import Backend
+from .explain import CamExplainer
 
 
 def cam_mass_inside(heat: np.ndarray, mask: np.ndarray) -> float:
@@ -37,3 +45,29 @@ class LocalisationSummary:
         masses_array = np.asarray(masses, float)
         return cls(len(masses), float(np.nanmean(masses_array)), float(np.nanstd(masses_array)),
                    float(np.mean(hits)), float(np.mean(areas)))
+
+
+def held_out_outlined(backend: Backend, records: Sequence[ImageRecord], all_images: bool = False) -> list[ImageRecord]:
+    """The outlined records to score a model on: its run's unseen test cases where the run folder
+    says which (``all_images`` or a checkpoint outside a run folder: every outlined record)."""
+    outlined = [r for r in records if r.outlines]
+    split_file = RunFolder.of_checkpoint(backend.source).split
+    if all_images or not split_file.is_file():
+        return outlined
+    test_cases = set(SplitPlan.load(split_file).splits[0].test)
+    return [r for r in outlined if r.case_id in test_cases]
+
+
+def localisation_summary(backend: Backend, records: Sequence[ImageRecord], method: str = "gradcam") -> LocalisationSummary:
+    """How much of the model's CAM falls inside each record's expert outline, taken in the same
+    crop the model saw (its predicted region of interest, or the scan area)."""
+    explainer = CamExplainer(backend, method)
+    pairs = []
+    for record in records:
+        frame = read_image(record.path, record.frame)
+        prepared = backend.prepare(frame, outlines=record.outlines)
+        region = None if prepared.region.startswith("scan area") else prepared.geometry.crop
+        _, mask = preprocess(frame, backend.config.data.preprocess, record.outlines, region)
+        pairs.append((explainer(backend.to_tensor(prepared.image)), mask))
+    return LocalisationSummary.from_pairs(pairs)
+

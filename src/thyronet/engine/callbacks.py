@@ -15,6 +15,7 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 
 from ..io import atomic_path, open_atomic
+from .layout import RunFolder
 from .plots import plot_curves
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class EpochHistory(L.Callback):
 
     def write(self) -> None:
         columns = list(dict.fromkeys(k for row in self.rows for k in row))
-        with open_atomic(self.run_dir / "metrics.csv") as handle:
+        with open_atomic(RunFolder(self.run_dir).metrics) as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(self.rows)

@@ -18,6 +18,7 @@ from ..models.profile import count_parameters
 from .config import RunConfig
 from .cv import cross_validate, read_fold_predictions
 from .evaluation import nan_to_none
+from .layout import CVFolder
 from .metrics import paired_bootstrap_auroc
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,8 @@ PAPER_RESULTS: dict[str, dict[str, float]] = {
 def pooled_case_predictions(cv_dir: Path) -> dict[str, tuple[int, float]]:
     """Case id -> (label, out-of-fold probability) over every fold of a CV folder."""
     pooled: dict[str, tuple[int, float]] = {}
-    for fold_dir in sorted(cv_dir.glob("fold-*")):
-        cases, labels, probs = read_fold_predictions(fold_dir)
+    for fold in CVFolder(cv_dir).folds():
+        cases, labels, probs = read_fold_predictions(fold.root)
         pooled.update({c: (int(y), float(p)) for c, y, p in zip(cases, labels, probs, strict=False)})
     return pooled
 

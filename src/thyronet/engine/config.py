@@ -51,7 +51,10 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    optimizer: Literal["adam", "adamw"] = "adam"  # adamw: decoupled weight decay (Loshchilov & Hutter)
     scheduler: Literal["cosine", "step", "none"] = "cosine"
+    warmup_epochs: float = 0.0  # linear learning-rate warm-up from 1% before the schedule
+    grad_clip: float | None = None  # clip the gradients' global norm to this
     step_size: int = 30  # epochs between x0.1 decays for the "step" scheduler
     imbalance: Literal["weighted_loss", "sampler", "none"] = "weighted_loss"
     # "auto": bf16-mixed where the CPU has bf16 instructions (AMX/AVX512-BF16) or on a GPU, else

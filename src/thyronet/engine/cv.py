@@ -7,7 +7,6 @@ training folds; the held-out fold is scored once, as that run's test split.
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
 import json
 import logging
@@ -23,6 +22,8 @@ from ..io import write_text_atomic
 from .config import RunConfig, dump_config
 from .ensemble import write_ensemble
 from .evaluation import nan_to_none
+from .inference import read_prediction_rows
+from .layout import CVFolder, RunFolder
 from .metrics import binary_metrics, case_level, format_ci, mean_std
 from .plots import plot_roc
 from .segmenter import fold_segmenter
@@ -35,8 +36,7 @@ SUMMARY_KEYS = ("auroc", "balanced_acc", "acc", "majority_acc", "sensitivity", "
 
 def read_fold_predictions(fold_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Case ids, labels and mean probabilities per case from a fold's ``predictions_test.csv``."""
-    with open(fold_dir / "predictions_test.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_prediction_rows(RunFolder(fold_dir).predictions("test"))
     labels = np.array([1 if r["label"] == "malignant" else 0 for r in rows])
     probs = np.array([float(r["prob_malignant"]) for r in rows])
     cases, case_labels, case_probs = case_level([r["case"] for r in rows], labels, probs)
@@ -45,7 +45,7 @@ def read_fold_predictions(fold_dir: Path) -> tuple[list[str], np.ndarray, np.nda
 
 def _plan(collection: Collection, config: RunConfig, cv_dir: Path) -> SplitPlan:
     """The fold plan: the saved one when resuming (checked against the data), else a new one."""
-    plan_file = cv_dir / "folds.json"
+    plan_file = CVFolder(cv_dir).plan
     plan = kfold_plan(collection, config.split.folds, config.seed, config.split.val_fraction)
     if plan_file.exists():
         saved = SplitPlan.load(plan_file)
@@ -54,29 +54,29 @@ def _plan(collection: Collection, config: RunConfig, cv_dir: Path) -> SplitPlan:
         return saved
     cv_dir.mkdir(parents=True, exist_ok=True)
     plan.save(plan_file)
-    write_text_atomic(cv_dir / "config.yaml", dump_config(config))
+    write_text_atomic(CVFolder(cv_dir).config, dump_config(config))
     return plan
 
 
 def cross_validate(config: RunConfig, collection: Collection, cv_dir: Path) -> dict[str, Any] | None:
     """Run (or finish) every fold, then aggregate; ``None`` if interrupted."""
     plan = _plan(collection, config, cv_dir)
+    folder = CVFolder(cv_dir)
     per_fold = []
     for index, split in enumerate(plan.splits):
-        fold_dir = cv_dir / f"fold-{index}"
-        results_file = fold_dir / "results.json"
+        fold = folder.fold(index)
+        fold_dir, results_file = fold.root, fold.results
         if results_file.exists():
             log.info("fold %d/%d: done earlier (%s)", index + 1, len(plan.splits), fold_dir)
             per_fold.append(json.loads(results_file.read_text()))
             continue
         log.info("fold %d/%d", index + 1, len(plan.splits))
-        resume = (fold_dir / "checkpoints" / "last.ckpt").exists()
-        result = fit(fold_config(config, index), collection, split, fold_dir, resume=resume)
+        result = fit(fold_config(config, index), collection, split, fold_dir, resume=fold.last.exists())
         if not result.completed:
             log.warning("interrupted: run the same command again to continue from fold %d", index + 1)
             return None
         per_fold.append(nan_to_none(result.results))
-    fold_dirs = [cv_dir / f"fold-{i}" for i in range(len(plan.splits))]
+    fold_dirs = [folder.fold(i).root for i in range(len(plan.splits))]
     if config.task == "segment":
         summary = aggregate_segmentation(per_fold, fold_dirs, config)
         text = format_segmentation_summary(summary)
@@ -84,7 +84,7 @@ def cross_validate(config: RunConfig, collection: Collection, cv_dir: Path) -> d
         summary = aggregate(per_fold, fold_dirs, config)
         text = format_summary(summary)
         summary["ensemble"] = str(write_ensemble(cv_dir, fold_dirs, config.train.target_sensitivity))
-    write_text_atomic(cv_dir / "cv_results.json", json.dumps(nan_to_none(summary), indent=1))
+    write_text_atomic(folder.results, json.dumps(nan_to_none(summary), indent=1))
     write_text_atomic(cv_dir / "cv_summary.md", text)
     log.info("%s\nresults: %s", text, cv_dir)
     return summary
@@ -108,10 +108,8 @@ def aggregate_segmentation(per_fold: list[dict[str, Any]], fold_dirs: list[Path]
         values = [fold["test"][key]["mean"] for fold in per_fold]
         mean, std = mean_std(values)
         summary[key] = {"mean": mean, "std": std, "folds": values}
-    rows = []
-    for fold_dir in fold_dirs:
-        with open(fold_dir / "segments_test.csv", newline="") as handle:
-            rows += [{k: float(row[k]) for k in SEGMENTATION_KEYS} for row in csv.DictReader(handle)]
+    rows = [{k: float(row[k]) for k in SEGMENTATION_KEYS}
+            for fold_dir in fold_dirs for row in read_prediction_rows(RunFolder(fold_dir).segments("test"))]
     summary["pooled"] = summarise_segmentation(rows)
     return summary
 

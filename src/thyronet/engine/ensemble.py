@@ -9,7 +9,6 @@ train on it) -- an estimate, since no case was held out from all five members.
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ from ..errors import ThyronetError
 from ..io import write_text_atomic
 from .calibration import Calibration, threshold_for_sensitivity
 from .config import RunConfig
-from .inference import FrameResult, LoadedModel, frame_result, load_checkpoint
+from .inference import FrameResult, LoadedModel, frame_result, load_checkpoint, read_prediction_rows
+from .layout import CVFolder, RunFolder
 
 ENSEMBLE_FILE = "ensemble.json"
 
@@ -38,17 +38,16 @@ def write_ensemble(cv_dir: Path, fold_dirs: list[Path], target_sensitivity: floa
     """Choose the ensemble's threshold on the pooled validation predictions; write ensemble.json."""
     labels, probs = [], []
     for fold_dir in fold_dirs:
-        with open(fold_dir / "predictions_val.csv", newline="") as handle:
-            for row in csv.DictReader(handle):
-                labels.append(1 if row["label"] == "malignant" else 0)
-                probs.append(float(row["prob_malignant"]))
+        for row in read_prediction_rows(RunFolder(fold_dir).predictions("val")):
+            labels.append(1 if row["label"] == "malignant" else 0)
+            probs.append(float(row["prob_malignant"]))
     y, p = np.array(labels), np.array(probs)
     threshold = threshold_for_sensitivity(y, p, target_sensitivity)
     predicted = p >= threshold
     calibration = Calibration(1.0, threshold, target_sensitivity, float(predicted[y == 1].mean()),
                               float((~predicted[y == 0]).mean()))
-    spec = EnsembleSpec([str((d / "checkpoints" / "best.ckpt").relative_to(cv_dir)) for d in fold_dirs], asdict(calibration))
-    path = cv_dir / ENSEMBLE_FILE
+    spec = EnsembleSpec([str(RunFolder(d).best.relative_to(cv_dir)) for d in fold_dirs], asdict(calibration))
+    path = CVFolder(cv_dir).ensemble
     write_text_atomic(path, json.dumps(asdict(spec), indent=1))
     return path
 

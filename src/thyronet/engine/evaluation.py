@@ -13,6 +13,7 @@ from ..data.vocabulary import DESCRIPTORS, MISSING, descriptor_targets
 from ..errors import ThyronetError
 from .calibration import expected_calibration_error
 from .inference import Predictions
+from .layout import RunFolder
 from .metrics import binary_metrics, case_level, format_ci
 from .plots import plot_confusion, plot_reliability, plot_roc
 
@@ -76,7 +77,7 @@ def score_descriptors(predictions: Predictions) -> dict[str, dict[str, float]]:
 def write_evaluation(predictions: Predictions, out_dir: Path, name: str) -> dict[str, Any]:
     """Score, then write ``predictions_<name>.csv`` and the confusion, ROC and reliability PNGs."""
     result = score(predictions)
-    predictions.write_csv(out_dir / f"predictions_{name}.csv")
+    predictions.write_csv(RunFolder(out_dir).predictions(name))
     labels, probs = predictions.labels, predictions.probs
     labelled = labels >= 0
     case_ids = [c for c, keep in zip(predictions.case_ids, labelled, strict=False) if keep]

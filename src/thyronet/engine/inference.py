@@ -25,6 +25,7 @@ from ..errors import DataError
 from ..io import atomic_path, open_atomic
 from .calibration import Calibration, softmax_malignant
 from .config import RunConfig, config_from_dict
+from .layout import RunFolder
 from .ood import FeatureGate
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ def read_checkpoint(path: str | Path) -> tuple[RunConfig, dict[str, torch.Tensor
     """(run config, network state dict, thyronet info, file) of a checkpoint file or run folder."""
     path = Path(path)
     if path.is_dir():  # a run folder: its best checkpoint
-        path = path / "checkpoints" / "best.ckpt"
+        path = RunFolder(path).best
     if not path.is_file():
         raise DataError(path, "checkpoint not found")
     try:
@@ -219,6 +220,15 @@ class Predictions:
                     self.regions[index] if self.regions else "",
                     *[c for h in heads for c in (values[h][0], f"{values[h][1]:.4f}")],
                 ])
+
+
+def read_prediction_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a per-image CSV of a run folder (``predictions_*.csv`` that
+    :meth:`Predictions.write_csv` wrote, or a segmenter's ``segments_*.csv``)."""
+    if not path.is_file():
+        raise DataError(path, "predictions not found (is the run finished?)")
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 def predict_records(loaded: LoadedModel, records: Sequence[ImageRecord], batch_size: int = 32) -> Predictions:

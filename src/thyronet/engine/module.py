@@ -16,7 +16,7 @@ from ..models import create_model
 from .config import RunConfig, config_from_dict
 from .losses import descriptor_loss
 from .metrics import binary_metrics, case_level
-from .optim import configure_optimizers
+from .optim import configure_optimizers, steps_per_epoch
 
 
 def build_classifier(config: RunConfig, weights: str | None = None) -> torch.nn.Module:
@@ -120,4 +120,4 @@ class ThyroNetModule(L.LightningModule):
             self.log(key, value, prog_bar=key == "val/auroc_case")
 
     def configure_optimizers(self):
-        return configure_optimizers(self.parameters(), self.run_config.train)
+        return configure_optimizers(self.parameters(), self.run_config.train, steps_per_epoch(self.trainer))

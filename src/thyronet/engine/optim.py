@@ -1,21 +1,41 @@
-"""The optimiser and learning-rate schedule every task trains with (Adam, as in the paper)."""
+"""The optimiser and learning-rate schedule every task trains with (Adam, as in the paper, or AdamW)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
+import lightning as L
 import torch
 
 from .config import TrainConfig
 
 
-def configure_optimizers(parameters: Iterable[torch.nn.Parameter], train: TrainConfig):
-    """Adam with weight decay; cosine decay over the run, step decay (x0.1) or none."""
-    optimiser = torch.optim.Adam(parameters, lr=train.lr, weight_decay=train.weight_decay)
-    if train.scheduler == "none":
+def steps_per_epoch(trainer: L.Trainer) -> int:
+    """Optimiser steps in one epoch of this trainer's run."""
+    return max(1, int(trainer.estimated_stepping_batches) // max(1, trainer.max_epochs or 1))
+
+
+def configure_optimizers(parameters: Iterable[torch.nn.Parameter], train: TrainConfig, steps_per_epoch: int = 1):
+    """Adam (the paper's) or AdamW; an optional linear warm-up over ``train.warmup_epochs``, then
+    cosine decay over the rest of the run, step decay (x0.1) or a constant rate. The schedule moves
+    every optimiser step, so that a warm-up shorter than an epoch works too."""
+    optimiser_class = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
+    optimiser = optimiser_class(parameters, lr=train.lr, weight_decay=train.weight_decay)
+    steps_per_epoch = max(1, steps_per_epoch)
+    total = max(1, train.epochs * steps_per_epoch)
+    warmup = min(total - 1, round(train.warmup_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return 0.01 + 0.99 * step / warmup
+        if train.scheduler == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+        if train.scheduler == "step":
+            return 0.1 ** (step // (train.step_size * steps_per_epoch))
+        return 1.0
+
+    if train.scheduler == "none" and warmup == 0:
         return optimiser
-    if train.scheduler == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, train.epochs))
-    else:
-        scheduler = torch.optim.lr_scheduler.StepLR(optimiser, step_size=train.step_size, gamma=0.1)
-    return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
+    return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -19,7 +19,7 @@ from ..io import open_atomic
 from ..models import create_model
 from .config import RunConfig, config_from_dict
 from .losses import dice_bce_loss
-from .optim import configure_optimizers
+from .optim import configure_optimizers, steps_per_epoch
 from .segmenter import Segmenter
 from .segmetrics import score_segmentation, summarise_segmentation
 
@@ -74,7 +74,7 @@ class SegmentationModule(L.LightningModule):
         self.log("val/dice", dice_values.mean(), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
-        return configure_optimizers(self.parameters(), self.run_config.train)
+        return configure_optimizers(self.parameters(), self.run_config.train, steps_per_epoch(self.trainer))
 
 
 def evaluate_segmenter(segmenter: Segmenter, records: Sequence[ImageRecord], out_csv: Path) -> dict[str, Any]:

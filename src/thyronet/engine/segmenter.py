@@ -21,6 +21,7 @@ from ..data.preprocess import Box, largest_component, mask_box, preprocess_with_
 from ..errors import ThyronetError
 from ..models import create_model
 from .config import RunConfig, config_from_dict
+from .layout import CVFolder
 
 # Predicted regions smaller than this share of the largest one are specks, not a second view.
 MIN_SHARE_OF_LARGEST = 0.25
@@ -121,8 +122,8 @@ def fold_segmenter(path: str | Path, fold: int | None) -> Path:
     """A segmenter named by a CV folder resolves to that fold's best checkpoint (so that no
     held-out image of the fold was seen by the segmenter); files and run folders stay as given."""
     path = Path(path)
-    if (path / "folds.json").is_file():
+    if CVFolder(path).is_cv():
         if fold is None:
             raise ThyronetError(f"{path}: a CV folder of segmenters; name one fold's run folder instead")
-        return path / f"fold-{fold}" / "checkpoints" / "best.ckpt"
+        return CVFolder(path).fold(fold).best
     return path

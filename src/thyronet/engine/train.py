@@ -1,6 +1,6 @@
 """One training run: run folder, Lightning fit (or resume), then calibration and evaluation.
 
-Run folder layout::
+Run folder layout (paths from :class:`~thyronet.engine.layout.RunFolder`)::
 
     config.yaml  provenance.json  split.json        what was run, on what, by which code
     metrics.csv  curves.png  tensorboard/           per-epoch history
@@ -43,6 +43,7 @@ from .config import RunConfig, config_from_dict, dump_config, load_config
 from .datamodule import UltrasoundDataModule
 from .evaluation import nan_to_none, result_table, write_evaluation
 from .inference import LoadedModel, load_checkpoint, predict_records, save_calibration
+from .layout import RunFolder
 from .module import ThyroNetModule
 from .ood import FeatureGate
 from .provenance import provenance
@@ -84,7 +85,7 @@ def new_run_dir(config: RunConfig, label: str | None = None) -> Path:
 
 def load_run(run_dir: Path) -> tuple[RunConfig, Split]:
     """The config and split of an existing run folder (for --resume)."""
-    config_file, split_file = run_dir / "config.yaml", run_dir / "split.json"
+    config_file, split_file = RunFolder(run_dir).config, RunFolder(run_dir).split
     if not config_file.is_file() or not split_file.is_file():
         raise ThyronetError(f"{run_dir}: not a thyronet run folder (config.yaml and split.json expected)")
     config = config_from_dict(yaml.safe_load(config_file.read_text()))
@@ -114,12 +115,12 @@ def resolve_precision(config: RunConfig) -> str:
 def _trainer(config: RunConfig, run_dir: Path, callbacks: Sequence[L.Callback], monitor: str) -> L.Trainer:
     _quiet_lightning()
     best = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="max",
+        dirpath=RunFolder(run_dir).checkpoints, filename="best", monitor=monitor, mode="max",
         enable_version_counter=False, auto_insert_metric_name=False,
     )
     # Lightning's save_last refreshes last.ckpt only in epochs that improved the monitor, so the
     # latest epoch gets its own unmonitored checkpoint (what --resume continues from).
-    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)
+    last = ModelCheckpoint(dirpath=RunFolder(run_dir).checkpoints, filename="last", save_top_k=1, enable_version_counter=False)
     all_callbacks: list[L.Callback] = [best, last, StepSeed(config.seed), EpochHistory(run_dir), ProgressLine(), *callbacks]
     if config.train.early_stopping_patience:
         all_callbacks.append(EarlyStopping(monitor, patience=config.train.early_stopping_patience, mode="max"))
@@ -131,6 +132,7 @@ def _trainer(config: RunConfig, run_dir: Path, callbacks: Sequence[L.Callback], 
         num_nodes=trainer_config.num_nodes,
         strategy=trainer_config.strategy,
         precision=resolve_precision(config),
+        gradient_clip_val=config.train.grad_clip,
         callbacks=all_callbacks,
         logger=TensorBoardLogger(run_dir, name="tensorboard", version=""),
         plugins=[AtomicCheckpointIO()],
@@ -155,16 +157,17 @@ def fit(
     started = time.time()
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
-    last = run_dir / "checkpoints" / "last.ckpt"
+    folder = RunFolder(run_dir)
+    last = folder.last
     if resume and not last.is_file():
         raise ThyronetError(f"{run_dir}: no checkpoints/last.ckpt to resume from")
     if not resume and is_global_zero():
         run_dir.mkdir(parents=True, exist_ok=True)
         labelled = [r for r in collection.images if r.label is not None]
-        write_text_atomic(run_dir / "config.yaml", dump_config(config))
+        write_text_atomic(folder.config, dump_config(config))
         record = provenance(config.seed, labelled)
-        SplitPlan("holdout", config.seed, [split], record["data_fingerprint"]).save(run_dir / "split.json")
-        write_text_atomic(run_dir / "provenance.json", json.dumps(record, indent=1))
+        SplitPlan("holdout", config.seed, [split], record["data_fingerprint"]).save(folder.split)
+        write_text_atomic(folder.provenance, json.dumps(record, indent=1))
     log.info("run folder: %s\n%s", run_dir, receipt(collection, split))
 
     segmenter = region_segmenter(config, collection, split, run_dir)
@@ -201,7 +204,7 @@ def fit(
         results = finalize(config, datamodule, split, run_dir, segmenter)
     results["wall_time_s"] = round(time.time() - started, 1)
     results["world_size"] = trainer.world_size  # processes that trained (DDP)
-    write_text_atomic(run_dir / "results.json", json.dumps(nan_to_none(results), indent=1))
+    write_text_atomic(RunFolder(run_dir).results, json.dumps(nan_to_none(results), indent=1))
     return RunResult(run_dir, results)
 
 
@@ -213,13 +216,14 @@ def region_segmenter(config: RunConfig, collection: Collection, split: Split, ru
         return None
     if roi.segmenter:
         return Segmenter.load(roi.segmenter)
-    seg_dir = run_dir / "segmenter"
-    if not (seg_dir / "results.json").is_file():
+    seg_folder = RunFolder(run_dir).segmenter
+    seg_dir = seg_folder.root
+    if not seg_folder.results.is_file():
         seg_config = load_config(roi.segmenter_config)
         seg_config.seed, seg_config.output_dir, seg_config.data.path = config.seed, config.output_dir, config.data.path
         seg_config.trainer = config.trainer
         log.info("training the segmenter that finds the nodule (%s config) in %s", roi.segmenter_config, seg_dir)
-        result = fit(seg_config, collection, split, seg_dir, resume=(seg_dir / "checkpoints" / "last.ckpt").is_file())
+        result = fit(seg_config, collection, split, seg_dir, resume=seg_folder.last.is_file())
         if not result.completed:
             raise KeyboardInterrupt
     return Segmenter.load(seg_dir)
@@ -227,10 +231,11 @@ def region_segmenter(config: RunConfig, collection: Collection, split: Split, ru
 
 def finalize_segmentation(config: RunConfig, datamodule: UltrasoundDataModule, split: Split, run_dir: Path) -> dict[str, Any]:
     """Evaluate the best segmenter on the validation (and test) frames at their own resolution."""
-    segmenter = Segmenter.load(run_dir / "checkpoints" / "best.ckpt")
+    folder = RunFolder(run_dir)
+    segmenter = Segmenter.load(folder.best)
     results: dict[str, Any] = {"model": config.model.name, "task": "segment"}
     for side in ("val", "test") if split.test else ("val",):
-        results[side] = evaluate_segmenter(segmenter, datamodule.records(side), run_dir / f"segments_{side}.csv")
+        results[side] = evaluate_segmenter(segmenter, datamodule.records(side), folder.segments(side))
     log.info("%s\nrun folder: %s", format_segmentation({k: results[k] for k in ("val", "test") if k in results}), run_dir)
     return results
 
@@ -246,12 +251,13 @@ def finalize(config: RunConfig, datamodule: UltrasoundDataModule, split: Split, 
 
     The checkpoint then carries its calibration and, for a predicted region of interest, the
     segmenter, so that it takes a raw frame end to end on its own."""
-    best = run_dir / "checkpoints" / "best.ckpt"
+    folder = RunFolder(run_dir)
+    best = folder.best
     loaded = load_checkpoint(best)
     loaded.segmenter = segmenter
     val = predict_records(loaded, datamodule.records("val"))
     calibration = calibrate(val.logits, val.labels, config.train.target_sensitivity)
-    fingerprint = json.loads((run_dir / "split.json").read_text()).get("data_fingerprint")
+    fingerprint = json.loads(folder.split.read_text()).get("data_fingerprint")
     extra = {"data_fingerprint": fingerprint, "run_dir": str(run_dir)}
     if segmenter is not None:
         extra["segmenter"] = segmenter.state()
