@@ -11,25 +11,24 @@ from ..errors import ThyronetError
 
 
 def _backend(args: argparse.Namespace):
-    """The model named on the command line: a checkpoint, or --onnx FILE (then every positional is an input)."""
+    """(the model named on the command line, the inputs): a checkpoint and the inputs after it, or
+    --onnx FILE, and then every positional is an input."""
     from ..clinical.backends import load_backend
 
     if getattr(args, "onnx", None):
-        if args.checkpoint:
-            args.inputs = [args.checkpoint, *args.inputs]
-        return load_backend(args.onnx)
+        return load_backend(args.onnx), [args.checkpoint, *args.inputs] if args.checkpoint else list(args.inputs)
     if not args.checkpoint:
         raise ThyronetError("give a checkpoint (a .ckpt file or run folder) or --onnx FILE")
-    return load_backend(args.checkpoint)
+    return load_backend(args.checkpoint), list(args.inputs)
 
 
-def _predict_inputs(args: argparse.Namespace, backend):
+def _predict_inputs(args: argparse.Namespace, backend, inputs: list[str]):
     """Predict every input; unreadable files become answers with their error (the others go on)."""
     from ..clinical.predict import Answer, Prediction, predict_records
     from ..data import open_inputs
     from ..data.region import parse_box
 
-    if not args.inputs:
+    if not inputs:
         raise ThyronetError("no input images given")
     box = None
     if getattr(args, "box", None):
@@ -39,7 +38,7 @@ def _predict_inputs(args: argparse.Namespace, backend):
             raise ThyronetError(str(error)) from None
         if backend.config.data.roi.mode == "none":
             raise ThyronetError("--box: this model looks at the whole scan area (trained without a region of interest)")
-    collection = open_inputs(args.inputs)
+    collection = open_inputs(inputs)
     results = predict_records(backend, collection.images, box, refuse_ood=getattr(args, "refuse_ood", False))
     results += [Answer(Prediction(str(issue.path), error=issue.problem)) for issue in collection.issues]
     return results
@@ -66,8 +65,8 @@ def _predict(args: argparse.Namespace) -> int:
     from ..clinical.predict import format_predictions, write_predictions
     from ..clinical.report import write_report
 
-    backend = _backend(args)
-    answers = _predict_inputs(args, backend)
+    backend, inputs = _backend(args)
+    answers = _predict_inputs(args, backend, inputs)
     predictions = [a.prediction for a in answers]
     print(format_predictions(predictions))
     if args.out:
@@ -82,11 +81,11 @@ def _predict(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     from ..clinical.explain import save_png, side_by_side
 
-    backend = _backend(args)
+    backend, inputs = _backend(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
-    for answer, plain, blended in _overlays(backend, _predict_inputs(args, backend), args.method):
+    for answer, plain, blended in _overlays(backend, _predict_inputs(args, backend, inputs), args.method):
         prediction = answer.prediction
         if prediction.error:
             print(f"{prediction.input}: error: {prediction.error}", file=sys.stderr)

@@ -15,6 +15,8 @@ from ..data.summary import format_summary, summarise
 from ..engine.config import load_config
 from ..errors import ThyronetError
 
+STRICT_HELP = "stop at the first bad file instead of skipping it"
+
 
 def add_data_arguments(parser: argparse.ArgumentParser, positional: bool = True) -> None:
     """The data location and strictness options shared by every command that reads data."""
@@ -23,7 +25,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, positional: bool = True)
         parser.add_argument("data", nargs="?", help=help_text)
     else:
         parser.add_argument("--data", help=help_text)
-    parser.add_argument("--strict", action="store_true", help="stop at the first bad file instead of skipping it")
+    parser.add_argument("--strict", action="store_true", help=STRICT_HELP)
 
 
 def report_issues(collection):
@@ -35,20 +37,20 @@ def report_issues(collection):
     return collection
 
 
-def load_collection(args: argparse.Namespace, report: bool = True):
-    """Open the data source named by the arguments; skipped problems go to stderr."""
-    collection = open_source(resolve_data_path(args.data), strict=args.strict)
+def load_collection(data: str | None, strict: bool = False, report: bool = True):
+    """Open a data source (None: the default location); skipped problems go to stderr."""
+    collection = open_source(resolve_data_path(data), strict=strict)
     return report_issues(collection) if report else collection
 
 
 def _summary(args: argparse.Namespace) -> int:
-    summary = summarise(load_collection(args, report=False))  # the summary lists the warnings
+    summary = summarise(load_collection(args.data, args.strict, report=False))  # the summary lists the warnings
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 
 
 def _preview(args: argparse.Namespace) -> int:
-    collection = load_collection(args)
+    collection = load_collection(args.data, args.strict)
     if not collection.images:
         raise ThyronetError(f"{collection.root}: no readable images to preview")
     config = load_config(args.config, args.overrides)
@@ -58,7 +60,7 @@ def _preview(args: argparse.Namespace) -> int:
 
 
 def _split(args: argparse.Namespace) -> int:
-    collection = load_collection(args)
+    collection = load_collection(args.data, args.strict)
     if args.folds:
         plan = kfold_plan(collection, args.folds, args.seed)
     else:

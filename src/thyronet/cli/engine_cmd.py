@@ -9,7 +9,7 @@ from pathlib import Path
 from ..data.locate import resolve_data_path
 from ..engine.config import RunConfig, load_config
 from ..errors import ThyronetError
-from .data_cmd import load_collection, report_issues
+from .data_cmd import STRICT_HELP, add_data_arguments, load_collection, report_issues
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,8 +17,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="cpu", help="YAML file or shipped config name: cpu, paper (default: %(default)s)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
-    parser.add_argument("--data", help="data source (default: $THYRONET_DDTI, then ../shared/data/ddti)")
-    parser.add_argument("--strict", action="store_true", help="stop at the first bad file instead of skipping it")
+    add_data_arguments(parser, positional=False)
     parser.add_argument("--model", help="registry model name (see `thyronet models`)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--seed", type=int)
@@ -33,7 +32,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     shorthands = {
         "model.name": args.model, "train.epochs": args.epochs, "seed": args.seed, "output_dir": args.output_dir,
         "trainer.accelerator": args.accelerator, "trainer.devices": args.devices,
-        "trainer.num_nodes": args.num_nodes, "trainer.strategy": args.strategy,
+        "trainer.num_nodes": args.num_nodes, "trainer.strategy": args.strategy, "split.folds": getattr(args, "folds", None),
     }
     overrides = list(args.overrides) + [f"{key}={value}" for key, value in shorthands.items() if value is not None]
     config = load_config(args.config, overrides)
@@ -53,12 +52,10 @@ def _train(args: argparse.Namespace) -> int:
                                 "(start a new run to change it)")
         run_dir = Path(args.resume)
         config, split = load_run(run_dir)
-        args.data = args.data or config.data.path
-        collection = load_collection(args)
+        collection = load_collection(args.data or config.data.path, args.strict)
     else:
         config = resolve_config(args)
-        args.data = config.data.path
-        collection = load_collection(args)
+        collection = load_collection(config.data.path, args.strict)
         if config.split.file:
             split = SplitPlan.load(config.split.file).splits[0]
         else:
@@ -71,10 +68,7 @@ def _train(args: argparse.Namespace) -> int:
 def _fold_setup(args: argparse.Namespace):
     """Config (with --folds) and data for the commands that cross-validate."""
     config = resolve_config(args)
-    if args.folds:
-        config.split.folds = args.folds
-    args.data = config.data.path
-    return config, load_collection(args)
+    return config, load_collection(config.data.path, args.strict)
 
 
 def _cv(args: argparse.Namespace) -> int:
@@ -152,5 +146,5 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("checkpoint", help="a .ckpt file or a run folder (its best checkpoint)")
     evaluate.add_argument("data", help="labelled data source")
     evaluate.add_argument("--out", help="folder for metrics.json, predictions and figures")
-    evaluate.add_argument("--strict", action="store_true", help="stop at the first bad file instead of skipping it")
+    evaluate.add_argument("--strict", action="store_true", help=STRICT_HELP)
     evaluate.set_defaults(handler=_evaluate)

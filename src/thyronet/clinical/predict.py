@@ -80,7 +80,7 @@ def predict_image(backend: Backend, image: np.ndarray, name: str, box: Box | Non
         warning = None
     calibration = backend.calibration
     prediction = Prediction(
-        name, probability, "malignant" if probability >= calibration.threshold else "benign", calibration.threshold,
+        name, probability, calibration.decide(probability), calibration.threshold,
         calibration.val_sensitivity, calibration.val_specificity, region=prepared.region,
         box=None if prepared.nodule_box is None else ",".join(map(str, prepared.nodule_box)),
         ood_score=None if result.ood_score is None else round(result.ood_score, 3), warning=warning,

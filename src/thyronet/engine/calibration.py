@@ -3,7 +3,7 @@ for a target sensitivity, and the expected calibration error."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -74,11 +74,14 @@ class Calibration:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def decide(self, probability: float) -> str:
+        """The decision at the operating threshold: the one rule every caller uses."""
+        return "malignant" if probability >= self.threshold else "benign"
 
-def calibrate(logits: np.ndarray, labels: np.ndarray, target_sensitivity: float = 0.9) -> Calibration:
-    """Fit the temperature and the operating threshold on validation logits."""
-    temperature = fit_temperature(logits, labels)
-    probs = softmax_malignant(logits, temperature)
+
+def operating_point(labels: np.ndarray, probs: np.ndarray, target_sensitivity: float, temperature: float = 1.0) -> Calibration:
+    """The threshold chosen on validation probabilities for the target sensitivity, with the
+    sensitivity and specificity it gives there."""
     threshold = threshold_for_sensitivity(labels, probs, target_sensitivity)
     predicted = probs >= threshold
     positives, negatives = labels == 1, labels == 0
@@ -88,6 +91,15 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, target_sensitivity: float 
         target_sensitivity=target_sensitivity,
         val_sensitivity=float(predicted[positives].mean()) if positives.any() else None,
         val_specificity=float((~predicted[negatives]).mean()) if negatives.any() else None,
+    )
+
+
+def calibrate(logits: np.ndarray, labels: np.ndarray, target_sensitivity: float = 0.9) -> Calibration:
+    """Fit the temperature and the operating threshold on validation logits."""
+    temperature = fit_temperature(logits, labels)
+    probs = softmax_malignant(logits, temperature)
+    return replace(
+        operating_point(labels, probs, target_sensitivity, temperature),
         val_ece_before=expected_calibration_error(labels, softmax_malignant(logits)),
         val_ece_after=expected_calibration_error(labels, probs),
     )

@@ -51,7 +51,8 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    optimizer: Literal["adam", "adamw"] = "adam"  # adamw: decoupled weight decay (Loshchilov & Hutter)
+    # adamw: decoupled weight decay (Loshchilov & Hutter); sgd: Nesterov momentum 0.9
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     scheduler: Literal["cosine", "step", "none"] = "cosine"
     warmup_epochs: float = 0.0  # linear learning-rate warm-up from 1% before the schedule
     grad_clip: float | None = None  # clip the gradients' global norm to this

@@ -18,7 +18,7 @@ import numpy as np
 from ..data.preprocess import Box
 from ..errors import ThyronetError
 from ..io import write_text_atomic
-from .calibration import Calibration, threshold_for_sensitivity
+from .calibration import Calibration, operating_point
 from .config import RunConfig
 from .inference import FrameResult, LoadedModel, frame_result, load_checkpoint, read_prediction_rows
 from .layout import CVFolder, RunFolder
@@ -41,11 +41,7 @@ def write_ensemble(cv_dir: Path, fold_dirs: list[Path], target_sensitivity: floa
         for row in read_prediction_rows(RunFolder(fold_dir).predictions("val")):
             labels.append(1 if row["label"] == "malignant" else 0)
             probs.append(float(row["prob_malignant"]))
-    y, p = np.array(labels), np.array(probs)
-    threshold = threshold_for_sensitivity(y, p, target_sensitivity)
-    predicted = p >= threshold
-    calibration = Calibration(1.0, threshold, target_sensitivity, float(predicted[y == 1].mean()),
-                              float((~predicted[y == 0]).mean()))
+    calibration = operating_point(np.array(labels), np.array(probs), target_sensitivity)
     spec = EnsembleSpec([str(RunFolder(d).best.relative_to(cv_dir)) for d in fold_dirs], asdict(calibration))
     path = CVFolder(cv_dir).ensemble
     write_text_atomic(path, json.dumps(asdict(spec), indent=1))

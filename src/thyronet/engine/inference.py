@@ -212,7 +212,7 @@ class Predictions:
             writer.writerow(["image", "case", "label", "prob_malignant", "decision", "threshold", "logit_benign",
                              "logit_malignant", "region", *[c for h in heads for c in (h, f"{h}_prob")]])
             for index, (record, logit, prob) in enumerate(zip(self.records, self.logits, probs, strict=True)):
-                decision = "malignant" if prob >= self.calibration.threshold else "benign"
+                decision = self.calibration.decide(prob)
                 values = self.descriptor_values(index)
                 writer.writerow([
                     record.key, record.case_id, LABEL_NAMES.get(record.label, ""), f"{prob:.4f}", decision,

@@ -17,11 +17,15 @@ def steps_per_epoch(trainer: L.Trainer) -> int:
 
 
 def configure_optimizers(parameters: Iterable[torch.nn.Parameter], train: TrainConfig, steps_per_epoch: int = 1):
-    """Adam (the paper's) or AdamW; an optional linear warm-up over ``train.warmup_epochs``, then
+    """Adam (the paper's), AdamW or SGD; an optional linear warm-up over ``train.warmup_epochs``, then
     cosine decay over the rest of the run, step decay (x0.1) or a constant rate. The schedule moves
     every optimiser step, so that a warm-up shorter than an epoch works too."""
-    optimiser_class = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
-    optimiser = optimiser_class(parameters, lr=train.lr, weight_decay=train.weight_decay)
+    optimiser: torch.optim.Optimizer
+    if train.optimizer == "sgd":
+        optimiser = torch.optim.SGD(parameters, lr=train.lr, momentum=0.9, nesterov=True, weight_decay=train.weight_decay)
+    else:
+        optimiser_class = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
+        optimiser = optimiser_class(parameters, lr=train.lr, weight_decay=train.weight_decay)
     steps_per_epoch = max(1, steps_per_epoch)
     total = max(1, train.epochs * steps_per_epoch)
     warmup = min(total - 1, round(train.warmup_epochs * steps_per_epoch))
