@@ -118,3 +118,46 @@ def make_dicom(path: Path, frames: int = 1, photometric: str = "MONOCHROME2", bi
         ds.PixelData = array.astype(np.uint16 if bits == 16 else np.uint8).tobytes()
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def busi_image(seed: int, malignant: bool) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A 300x400 breast-ultrasound-like frame (layered tissue, a lesion where the seed puts it)
+    and the lesion's box; different seeds differ at low spatial frequencies, as different scans do."""
+    rng = np.random.default_rng(seed)
+    height, width = 300, 400
+    rows = np.linspace(0, 1, height)[:, None]
+    layers = 120 + 60 * np.sin(2 * np.pi * (rng.uniform(1, 4) * rows + rng.uniform(0, 1)))
+    tilt = rng.uniform(-80, 80) * np.linspace(-1, 1, width)[None, :]
+    image = (layers + tilt + rng.normal(0, 20, (height, width))).clip(0, 255).astype(np.uint8)
+    w, h = int(rng.integers(40, 120)), int(rng.integers(30, 80))
+    x0, y0 = int(rng.integers(10, width - w - 10)), int(rng.integers(10, height - h - 10))
+    cv2.ellipse(image, (x0 + w // 2, y0 + h // 2), (w // 2, h // 2), 0, 0, 360, 25 if malignant else 60, -1)
+    return image, (x0, y0, x0 + w, y0 + h)
+
+
+def make_busi(root: Path, benign: int = 5, malignant: int = 4, normal: int = 2,
+              duplicates: Sequence[tuple[str, str]] = ()) -> Path:
+    """A BUSI-layout folder; each ``(original, copy)`` in ``duplicates`` (names like "benign_1")
+    adds a re-encoded, slightly brightened copy of an image, of the class its name says."""
+    rows = ["path,class,mask"]
+    made: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for kind, count in (("benign", benign), ("malignant", malignant), ("normal", normal)):
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        for index in range(1, count + 1):
+            seed = {"benign": 0, "malignant": 1000, "normal": 2000}[kind] + index
+            image, (x0, y0, x1, y1) = busi_image(seed, kind == "malignant")
+            mask = np.zeros_like(image)
+            if kind != "normal":
+                cv2.ellipse(mask, ((x0 + x1) // 2, (y0 + y1) // 2), ((x1 - x0) // 2, (y1 - y0) // 2), 0, 0, 360, 255, -1)
+            made[f"{kind}_{index}"] = (image, mask)
+    for original, copy in duplicates:
+        image, mask = made[original]
+        made[copy] = (np.clip(image.astype(int) + 6, 0, 255).astype(np.uint8), mask)
+    for name, (image, mask) in made.items():
+        kind = name.rsplit("_", 1)[0]
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / kind / f"{name}.jpg", quality=90)
+        Image.fromarray(mask).save(root / kind / f"{name}_mask.png")
+        rows.append(f"{kind}/{name}.jpg,{kind},{kind}/{name}_mask.png")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root

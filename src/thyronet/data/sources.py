@@ -3,6 +3,7 @@
 * DDTI: a folder of ``<case>.xml`` + ``<case>_<k>.jpg`` (see :mod:`thyronet.data.ddti`).
 * Class folders: ``benign/`` and ``malignant/`` subfolders (any letter case), images or DICOM
   inside (searched recursively). Each file is its own case unless a CSV gives groups.
+* BUSI: a folder with ``labels.csv`` (``path,class,mask``; see :mod:`thyronet.data.busi`).
 * CSV manifest: columns ``path,label[,group][,mask]``; paths relative to the CSV's folder; a
   ``mask`` is a 0/255 nodule mask image of the image's size (for segmentation metrics).
 * Anything else: image/DICOM files or folders of them, unlabelled (for prediction).
@@ -21,8 +22,10 @@ import numpy as np
 
 from ..errors import DataError, DataIssue, ThyronetError
 from .ddti import is_ddti_folder, read_ddti
-from .imageio import looks_like_image, probe_image, read_image
-from .records import BENIGN, MALIGNANT, Collection, ImageRecord, Polygon
+from .busi import is_busi_folder, read_busi
+from .imageio import looks_like_image
+from .reader import SourceReader
+from .records import BENIGN, MALIGNANT, Collection
 from .vocabulary import parse_label
 
 CLASS_FOLDERS = {"benign": BENIGN, "malignant": MALIGNANT}
@@ -38,44 +41,6 @@ def _class_folders(path: Path) -> dict[int, Path]:
     return found
 
 
-class _Reader:
-    """Collects records and issues for one source; raises at the first problem when strict."""
-
-    def __init__(self, root: Path, source: str, strict: bool) -> None:
-        self.collection = Collection(root=root, source=source, images=[])
-        self.strict = strict
-
-    def skip(self, error: DataError) -> None:
-        if self.strict:
-            raise error
-        self.collection.issues.append(DataIssue.from_error(error))
-
-    def add_file(self, path: Path, label: int | None, case_id: str, mask: Path | None = None) -> None:
-        """Probe the file and add one record (one per frame for multi-frame DICOM); ``mask``: a
-        0/255 nodule mask image of the same size, read into the record's outlines."""
-        try:
-            frames = probe_image(path)
-            outlines = mask_outlines(mask, read_image(path).shape) if mask is not None else ()
-        except DataError as error:
-            self.skip(error)
-            return
-        source = self.collection.source
-        if frames is None or frames == 1:
-            self.collection.images.append(ImageRecord(path, case_id, label, source, outlines))
-            return
-        for frame in range(frames):
-            self.collection.images.append(ImageRecord(path, case_id, label, source, frame=frame))
-
-
-def mask_outlines(mask_path: Path, shape: tuple[int, int]) -> tuple[Polygon, ...]:
-    """The outer contours of a 0/255 mask image as polygons; the mask must match the image's size."""
-    mask = read_image(mask_path, check=False)
-    if mask.shape != shape:
-        raise DataError(mask_path, f"mask of {mask.shape[1]}x{mask.shape[0]} pixels for an image of {shape[1]}x{shape[0]}")
-    contours, _ = cv2.findContours((mask > 127).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    return tuple(tuple((float(x), float(y)) for x, y in c[:, 0]) for c in contours if len(c) >= 3)
-
-
 def _files_in(folder: Path, report: Callable[[DataError], None]) -> Iterable[Path]:
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         if path.name.startswith("."):
@@ -87,7 +52,7 @@ def _files_in(folder: Path, report: Callable[[DataError], None]) -> Iterable[Pat
 
 
 def read_class_folders(root: Path, strict: bool = False) -> Collection:
-    reader = _Reader(root, "class-folders", strict)
+    reader = SourceReader(root, "class-folders", strict)
     for label, folder in sorted(_class_folders(root).items()):
         for path in _files_in(folder, reader.skip):
             reader.add_file(path, label, case_id=str(path.relative_to(root).with_suffix("")))
@@ -96,7 +61,7 @@ def read_class_folders(root: Path, strict: bool = False) -> Collection:
 
 def read_manifest(csv_path: Path, strict: bool = False) -> Collection:
     """A CSV with header ``path,label[,group]``."""
-    reader = _Reader(csv_path.parent, "manifest", strict)
+    reader = SourceReader(csv_path.parent, "manifest", strict)
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.DictReader(handle))
@@ -125,7 +90,7 @@ def read_manifest(csv_path: Path, strict: bool = False) -> Collection:
 def read_files(paths: Sequence[Path], strict: bool = False) -> Collection:
     """Loose image/DICOM files and folders of them, unlabelled; each file is its own case."""
     root = paths[0] if len(paths) == 1 and paths[0].is_dir() else Path(".")
-    reader = _Reader(root, "files", strict)
+    reader = SourceReader(root, "files", strict)
     for path in paths:
         if path.is_dir():
             for file in _files_in(path, reader.skip):
@@ -144,6 +109,8 @@ def open_source(path: str | Path, strict: bool = False) -> Collection:
         return read_manifest(path, strict)
     if is_ddti_folder(path):
         return read_ddti(path, strict)
+    if is_busi_folder(path):  # before class folders: BUSI's benign/ and malignant/ hold masks too
+        return read_busi(path, strict)
     if _class_folders(path):
         return read_class_folders(path, strict)
     return read_files([path], strict)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from .busi import duplicate_report
 from .records import Collection
 
 CASE_FIELDS = ("tirads", "composition", "echogenicity", "margins", "calcifications", "sex")
@@ -33,11 +34,17 @@ def summarise(collection: Collection) -> dict[str, Any]:
         "images_per_case": _sorted_counts(Counter(images_per_case[c] for c in case_ids)),
         "cases_with_outline": len({r.case_id for r in collection.images if r.outlines}),
     }
-    if any(attributes.values()):
+    fields = [f for f in CASE_FIELDS if any(a.get(f) for a in attributes.values())]
+    if fields:
         summary["descriptors_by_case"] = {
             field: _sorted_counts(Counter(attributes[c].get(field) for c in case_ids if c in attributes))
-            for field in CASE_FIELDS
+            for field in fields
         }
+    classes = Counter(r.attributes.get("class") for r in collection.images if r.attributes.get("class"))
+    if classes:  # sources with more classes than the benign/malignant label (BUSI's normal images)
+        summary["classes_by_image"] = _sorted_counts(classes)
+    if any("duplicates" in r.attributes for r in collection.images):
+        summary["near_duplicates"] = duplicate_report(collection)
     summary["issues"] = [str(issue) for issue in collection.issues]
     return summary
 
@@ -54,6 +61,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     ]
     for field, counts in summary.get("descriptors_by_case", {}).items():
         lines.append(f"{field}: {counts}")
+    if "classes_by_image" in summary:
+        lines.append(f"classes by image: {summary['classes_by_image']}")
+    if "near_duplicates" in summary:
+        found = summary["near_duplicates"]
+        lines.append(f"near-duplicate groups: {found['near_duplicate_groups']} holding {found['images_in_groups']} images "
+                     f"(each group is one case; {found['groups_with_mixed_classes']} groups mix classes)")
     issues = summary["issues"]
     lines.append(f"warnings: {len(issues)}")
     lines.extend(f"  {issue}" for issue in issues)
