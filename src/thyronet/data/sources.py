@@ -17,12 +17,9 @@ import csv
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from ..errors import DataError, DataIssue, ThyronetError
-from .ddti import is_ddti_folder, read_ddti
+from ..errors import DataError, ThyronetError
 from .busi import is_busi_folder, read_busi
+from .ddti import is_ddti_folder, read_ddti
 from .imageio import looks_like_image
 from .reader import SourceReader
 from .records import BENIGN, MALIGNANT, Collection
