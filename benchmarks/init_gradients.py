@@ -14,11 +14,11 @@ Not a test: the figures go in docs/results.md.
 from __future__ import annotations
 
 import argparse
-import platform
 
 import torch
 import torch.nn.functional as F
 
+from thyronet.engine.provenance import processor
 from thyronet.models import create_model
 
 DEFAULT_MODELS = ["resnet18", "baseline", "baseline_block", "baseline_bottleneck", "thyronet_x4"]
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args()
-    print(f"processor: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+    print(f"processor: {processor()}, torch {torch.__version__}, "
           f"{args.batch} images of {args.size} px, train mode")
     print(f"{'model':22s} {'zero-init':>9s} {'|grad| fp32':>12s} {'cos fp32/fp32':>14s} {'cos fp32/bf16':>14s}")
     for name in args.models:

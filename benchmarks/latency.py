@@ -26,21 +26,11 @@ from thyronet.clinical.export import export_onnx
 from thyronet.clinical.predict import predict_image
 from thyronet.data.imageio import read_image
 from thyronet.engine.inference import read_checkpoint
+from thyronet.engine.provenance import processor
 from thyronet.engine.segmenter import Segmenter
 
 TARGET_MS = 60.0
 SEGMENT_TARGET_MS = 50.0
-
-
-def processor() -> str:
-    """The CPU's model name and whether it has bf16 instructions (speed figures depend on both)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown processor"
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "unknown")
-    bf16 = "AMX-BF16" if " amx_bf16" in info else "AVX512-BF16" if " avx512_bf16" in info else "no bf16 instructions"
-    return f"{name}, {bf16}"
 
 
 def timed(function, repeats: int) -> list[float]:

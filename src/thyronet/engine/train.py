@@ -46,7 +46,7 @@ from .inference import LoadedModel, load_checkpoint, predict_records, save_calib
 from .layout import RunFolder
 from .module import ThyroNetModule
 from .ood import FeatureGate
-from .provenance import provenance
+from .provenance import cpu_bf16, provenance
 from .segmentation import SegmentationModule, evaluate_segmenter
 from .segmenter import Segmenter
 from .segmetrics import format_segmentation
@@ -105,11 +105,7 @@ def resolve_precision(config: RunConfig) -> str:
         return config.train.precision
     if config.trainer.accelerator not in ("cpu",) and torch.cuda.is_available():
         return "bf16-mixed"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        flags = ""
-    return "bf16-mixed" if (" amx_bf16" in flags or " avx512_bf16" in flags) else "32-true"
+    return "bf16-mixed" if cpu_bf16() else "32-true"
 
 
 def _trainer(config: RunConfig, run_dir: Path, callbacks: Sequence[L.Callback], monitor: str) -> L.Trainer:
