@@ -1,6 +1,6 @@
 """Predicted versus expert region of interest, over the folds of a classification CV.
 
-    python benchmarks/region_cv.py CV_DIR SEG_CV_DIR [--data ../shared/data/ddti]
+    python benchmarks/region_cv.py CV_DIR SEG_CV_DIR [--data ../shared/data/ddti] [--tta hflip]
 
 CV_DIR: a `thyronet cv` folder of a region-of-interest classifier (data.roi.mode expert or
 predicted). SEG_CV_DIR: a `thyronet cv --config segment` folder made with the same seed and
@@ -48,6 +48,7 @@ def main() -> int:
     parser.add_argument("cv_dir", type=Path)
     parser.add_argument("seg_cv_dir", type=Path)
     parser.add_argument("--data", default="../shared/data/ddti")
+    parser.add_argument("--tta", choices=["none", "hflip"], default="none", help="test-time augmentation (default: none)")
     args = parser.parse_args()
     collection = open_source(args.data)
     plan = SplitPlan.load(args.cv_dir / "folds.json")
@@ -60,6 +61,7 @@ def main() -> int:
         for mode in ("expert", "predicted"):
             loaded.config = copy.deepcopy(base)
             loaded.config.data.roi = dataclasses.replace(base.data.roi, mode=mode)
+            loaded.config.inference.tta = args.tta
             loaded.segmenter = segmenter if mode == "predicted" else None
             predictions = predict_records(loaded, records)
             scores[mode]["labels"].append(predictions.labels)
@@ -69,7 +71,7 @@ def main() -> int:
                 scores[mode]["points"].append(expected_points(predictions.descriptors))
             regions = {r: predictions.regions.count(r) for r in set(predictions.regions)}
             print(f"fold {fold}: {mode:<9} {len(records)} images, regions {regions}", flush=True)
-    result = {"cv_dir": str(args.cv_dir), "seg_cv_dir": str(args.seg_cv_dir)}
+    result = {"cv_dir": str(args.cv_dir), "seg_cv_dir": str(args.seg_cv_dir), "tta": args.tta}
     pooled_probs = {}
     for mode, parts in scores.items():
         cases, labels, probs = pooled(parts["labels"], parts["probs"], parts["cases"])
@@ -80,7 +82,8 @@ def main() -> int:
             result[f"{mode}_tirads_points"] = binary_metrics(labels, points)
     (cases, labels, expert), (_, _, predicted) = pooled_probs["expert"], pooled_probs["predicted"]
     result["paired_predicted_minus_expert"] = paired_bootstrap_auroc(labels, predicted, expert)
-    lines = [f"Pooled out-of-fold case AUROC over {len(cases)} cases ({args.cv_dir.name}, segmenters {args.seg_cv_dir.name}):", ""]
+    lines = [f"Pooled out-of-fold case AUROC over {len(cases)} cases ({args.cv_dir.name}, segmenters {args.seg_cv_dir.name}, "
+             f"test-time augmentation {args.tta}):", ""]
     for key in ("expert", "predicted", "expert_tirads_points", "predicted_tirads_points"):
         if key in result:
             lines.append(f"- {key.replace('_', ' ')}: {format_ci(result[key])}, balanced ACC at 0.5 {result[key]['balanced_acc']:.3f}")
@@ -89,8 +92,9 @@ def main() -> int:
                  f"p = {paired['p_value']:.3f}")
     text = "\n".join(lines) + "\n"
     print(text)
-    write_text_atomic(args.cv_dir / "region_comparison.md", text)
-    write_text_atomic(args.cv_dir / "region_comparison.json", json.dumps(nan_to_none(result), indent=1))
+    stem = "region_comparison" + ("" if args.tta == "none" else f"_tta-{args.tta}")
+    write_text_atomic(args.cv_dir / f"{stem}.md", text)
+    write_text_atomic(args.cv_dir / f"{stem}.json", json.dumps(nan_to_none(result), indent=1))
     return 0
 
 

@@ -240,3 +240,22 @@ def test_warm_up_then_cosine_per_step():
     assert rates[0] == pytest.approx(1e-5) and rates[10] == pytest.approx(1e-3)
     assert all(a < b for a, b in zip(rates[:10], rates[1:11], strict=True))  # rising during the warm-up
     assert all(a >= b for a, b in zip(rates[10:], rates[11:], strict=False)) and rates[-1] < 1e-5
+
+
+def test_mirror_tta_averages_an_image_and_its_mirror():
+    from thyronet.engine.calibration import Calibration
+    from thyronet.engine.config import RunConfig
+    from thyronet.engine.inference import LoadedModel
+    from thyronet.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet18", num_classes=2, in_chans=1, descriptor_classes={"margins": 3}).eval()
+    loaded = LoadedModel(model, RunConfig(), Calibration())
+    batch = torch.randn(2, 1, 32, 32)
+    plain, mirrored = loaded.outputs(batch), loaded.outputs(torch.flip(batch, dims=[-1]))
+    loaded.config.inference.tta = "hflip"
+    both = loaded.outputs(batch)
+    assert np.allclose(both.logits, (plain.logits + mirrored.logits) / 2, atol=1e-5)
+    assert np.allclose(both.descriptors["margins"], (plain.descriptors["margins"] + mirrored.descriptors["margins"]) / 2, atol=1e-6)
+    assert np.array_equal(both.features, plain.features)  # the gate sees what it was fitted on
+    assert not np.allclose(plain.logits, mirrored.logits)

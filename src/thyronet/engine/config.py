@@ -85,6 +85,13 @@ class TrainerConfig:
 
 
 @dataclass
+class InferenceConfig:
+    # test-time augmentation: "hflip" averages the answers for the image and its mirror image
+    # (ultrasound has no preferred left-right orientation; training mirrors too)
+    tta: Literal["none", "hflip"] = "none"
+
+
+@dataclass
 class RunConfig:
     task: Literal["classify", "segment"] = "classify"
     seed: int = 42
@@ -94,6 +101,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

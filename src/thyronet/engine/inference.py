@@ -114,7 +114,17 @@ class LoadedModel:
     @torch.inference_mode()
     def outputs(self, batch: torch.Tensor) -> Outputs:
         """Malignancy logits (N, 2), descriptor class probabilities (with descriptor heads) and the
-        pooled features of every stage (ResNet-family models), from one forward pass."""
+        pooled features of every stage (ResNet-family models). With ``inference.tta: hflip`` the
+        logits and descriptor probabilities are averaged with the mirror image's; the features
+        (for the out-of-distribution gate, fitted on plain images) stay the plain image's."""
+        plain = self._forward(batch)
+        if self.config.inference.tta == "none":
+            return plain
+        mirrored = self._forward(torch.flip(batch, dims=[-1]))
+        heads = {name: (probs + mirrored.descriptors[name]) / 2 for name, probs in plain.descriptors.items()}
+        return Outputs((plain.logits + mirrored.logits) / 2, heads, plain.features)
+
+    def _forward(self, batch: torch.Tensor) -> Outputs:
         model = self.model
         if not hasattr(model, "forward_stages"):  # the peers: logits only
             return Outputs(model(batch).float().numpy(), {}, None)
