@@ -25,6 +25,17 @@ def training_ddti(tmp_path_factory) -> Path:
     return synthetic.make_ddti(tmp_path_factory.mktemp("ddti_train"), benign=9, malignant=9, unlabelled=1)
 
 
+@pytest.fixture(scope="session")
+def tiny_run(training_ddti, tmp_path_factory) -> Path:
+    """The run folder of a 1-epoch ResNet18 (48 px, 1 channel) trained on the synthetic DDTI."""
+    from thyronet.cli import main
+
+    out = tmp_path_factory.mktemp("tiny-run")
+    assert main(["train", "--data", str(training_ddti), "--model", "resnet18", "--epochs", "1", "--set", "data.preprocess.size=48",
+                 "--set", "train.batch_size=8", "--set", "trainer.threads=1", "--output-dir", str(out)]) == 0
+    return next(out.iterdir())
+
+
 @pytest.fixture
 def real_ddti() -> Path:
     if not (REAL_DDTI / "1.xml").exists():

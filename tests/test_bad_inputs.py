@@ -18,14 +18,6 @@ from thyronet.serve.app import ServiceSettings, create_app
 
 
 @pytest.fixture(scope="module")
-def run_folder(training_ddti, tmp_path_factory):
-    out = tmp_path_factory.mktemp("badinput-run")
-    assert main(["train", "--data", str(training_ddti), "--model", "resnet18", "--epochs", "1", "--set", "data.preprocess.size=48",
-                 "--set", "train.batch_size=8", "--set", "trainer.threads=1", "--output-dir", str(out)]) == 0
-    return next(out.iterdir())
-
-
-@pytest.fixture(scope="module")
 def bad_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("corpus") / "inputs"
     files = write_corpus(folder)
@@ -46,11 +38,11 @@ def _check_row(row, item) -> None:
         assert row["probability"] is None
 
 
-def test_each_file_alone_on_the_command_line(run_folder, bad_folder, tmp_path, capsys):
+def test_each_file_alone_on_the_command_line(tiny_run, bad_folder, tmp_path, capsys):
     folder, files = bad_folder
     for item in files:
         out = tmp_path / f"{item.name}.json"
-        code = main(["predict", str(run_folder), str(folder / item.name), "--out", str(out)])
+        code = main(["predict", str(tiny_run), str(folder / item.name), "--out", str(out)])
         captured = capsys.readouterr()
         assert "Traceback" not in captured.err + captured.out
         assert code == (0 if item.problem is None else 1), item.name
@@ -62,14 +54,14 @@ def test_each_file_alone_on_the_command_line(run_folder, bad_folder, tmp_path, c
             assert item.name in printed and item.problem in printed
 
 
-def test_one_folder_mixing_every_kind_with_good_images(run_folder, bad_folder, tmp_path, capsys):
+def test_one_folder_mixing_every_kind_with_good_images(tiny_run, bad_folder, tmp_path, capsys):
     folder, files = bad_folder
     good = ["good_a.png", "good_b.jpg"]
     for seed, name in enumerate(good):
         Image.fromarray(ultrasound_image(seed, bool(seed))).save(folder / name)
     out = tmp_path / "all.json"
     try:
-        assert main(["predict", str(run_folder), str(folder), "--out", str(out)]) == 1
+        assert main(["predict", str(tiny_run), str(folder), "--out", str(out)]) == 1
     finally:
         for name in good:
             (folder / name).unlink()
@@ -93,8 +85,8 @@ def _expected_status(problem: str | None) -> set[int]:
     return {415, 422}
 
 
-def test_every_kind_through_the_api(run_folder, tmp_path):
-    client = TestClient(create_app(run_folder, ServiceSettings(max_upload_bytes=4 * 1024 * 1024)))
+def test_every_kind_through_the_api(tiny_run, tmp_path):
+    client = TestClient(create_app(tiny_run, ServiceSettings(max_upload_bytes=4 * 1024 * 1024)))
     for item in corpus(tmp_path):
         response = client.post("/api/v1/predict", files={"file": (item.name, item.data, "application/octet-stream")})
         assert response.status_code in _expected_status(item.problem), f"{item.name}: {response.text}"
@@ -109,8 +101,8 @@ def test_every_kind_through_the_api(run_folder, tmp_path):
 
 
 @pytest.mark.parametrize("name", [".", "..", "../../etc/passwd", ""])
-def test_hostile_upload_names(run_folder, name):
-    client = TestClient(create_app(run_folder))
+def test_hostile_upload_names(tiny_run, name):
+    client = TestClient(create_app(tiny_run))
     buffer = io.BytesIO()
     Image.fromarray(ultrasound_image(0, True)).save(buffer, format="PNG")
     response = client.post("/api/v1/predict", files={"file": (name, buffer.getvalue(), "image/png")})

@@ -14,21 +14,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from synthetic import make_dicom, ultrasound_image
-from thyronet.cli import main
 from thyronet.serve.app import ServiceSettings, create_app
 
 
 @pytest.fixture(scope="module")
-def checkpoint(training_ddti, tmp_path_factory):
-    out = tmp_path_factory.mktemp("serve")
-    assert main(["train", "--data", str(training_ddti), "--model", "resnet18", "--epochs", "1", "--set", "data.preprocess.size=48",
-                 "--set", "train.batch_size=8", "--set", "trainer.threads=1", "--output-dir", str(out)]) == 0
-    return next(out.iterdir())
-
-
-@pytest.fixture(scope="module")
-def client(checkpoint):
-    return TestClient(create_app(checkpoint, ServiceSettings(max_upload_bytes=2 * 1024 * 1024)))
+def client(tiny_run):
+    return TestClient(create_app(tiny_run, ServiceSettings(max_upload_bytes=2 * 1024 * 1024)))
 
 
 def png_bytes(image) -> bytes:
@@ -136,7 +127,7 @@ REAL_IMAGE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "d
 
 
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="Debian chromium and chromium-driver are not installed")
-def test_page_in_headless_chromium(checkpoint, tmp_path):
+def test_page_in_headless_chromium(tiny_run, tmp_path):
     import uvicorn
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -146,7 +137,7 @@ def test_page_in_headless_chromium(checkpoint, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(checkpoint), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(tiny_run), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -175,10 +166,10 @@ def test_page_in_headless_chromium(checkpoint, tmp_path):
         thread.join(timeout=10)
 
 
-def test_a_request_out_of_time_gets_504_and_does_not_hold_the_model(checkpoint):
+def test_a_request_out_of_time_gets_504_and_does_not_hold_the_model(tiny_run):
     from thyronet.serve.app import RequestExpired
 
-    app = create_app(checkpoint, ServiceSettings(timeout_s=0.5))
+    app = create_app(tiny_run, ServiceSettings(timeout_s=0.5))
     service, client = app.state.service, TestClient(app)
     payload = png_bytes(ultrasound_image(0, True))
     with service.lock:  # another request holds the model past this one's time
