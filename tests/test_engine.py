@@ -259,3 +259,14 @@ def test_mirror_tta_averages_an_image_and_its_mirror():
     assert np.allclose(both.descriptors["margins"], (plain.descriptors["margins"] + mirrored.descriptors["margins"]) / 2, atol=1e-6)
     assert np.array_equal(both.features, plain.features)  # the gate sees what it was fitted on
     assert not np.allclose(plain.logits, mirrored.logits)
+
+
+def test_cv_folder_lists_folds_in_numeric_order(tmp_path):
+    from thyronet.engine.layout import CVFolder, RunFolder
+
+    for name in ("fold-10", "fold-2", "fold-0", "fold-x", "notes"):
+        (tmp_path / name).mkdir()
+    folder = CVFolder(tmp_path)
+    assert [f.root.name for f in folder.folds()] == ["fold-0", "fold-2", "fold-10"]
+    assert folder.fold(2).best == tmp_path / "fold-2" / "checkpoints" / "best.ckpt"
+    assert RunFolder.of_checkpoint(folder.fold(2).best) == folder.fold(2) and not folder.is_cv()
