@@ -1,6 +1,7 @@
 """The training engine end to end on tiny synthetic data, and its metric functions."""
 
 import json
+import logging
 
 import lightning as L
 import numpy as np
@@ -270,3 +271,22 @@ def test_cv_folder_lists_folds_in_numeric_order(tmp_path):
     assert [f.root.name for f in folder.folds()] == ["fold-0", "fold-2", "fold-10"]
     assert folder.fold(2).best == tmp_path / "fold-2" / "checkpoints" / "best.ckpt"
     assert RunFolder.of_checkpoint(folder.fold(2).best) == folder.fold(2) and not folder.is_cv()
+
+
+def test_residual_only_options_and_the_peers(caplog):
+    from thyronet.engine.module import build_classifier
+
+    config = load_config("cpu", ["model.name=mobilenet_v2", "model.zero_init_residual=true"])
+    logger = logging.getLogger("thyronet")  # the CLI stops it propagating to the root (caplog's)
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level("INFO", logger="thyronet"):
+            assert build_classifier(config) is not None  # the CPU config's switch does not block the peers
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "does not apply to mobilenet_v2" in caplog.text
+    config.model.descriptor_heads = True
+    with pytest.raises(ThyronetError, match="mobilenet_v2 has no descriptor heads"):
+        build_classifier(config)
+    x4 = build_classifier(load_config("cpu", ["model.zero_init_residual=true"]))
+    assert all(float(block.bn3.weight.abs().sum()) == 0 for block in x4.layer1)

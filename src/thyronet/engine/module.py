@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning as L
@@ -12,29 +13,36 @@ import torch.nn.functional as F
 from ..data.dataset import Sample
 from ..data.vocabulary import DESCRIPTOR_CLASSES, DESCRIPTORS
 from ..errors import ThyronetError
-from ..models import create_model
+from ..models import create_model, get_entry
 from .config import RunConfig, config_from_dict
 from .losses import descriptor_loss
 from .metrics import binary_metrics, case_level
 from .optim import configure_optimizers, steps_per_epoch
 
+log = logging.getLogger(__name__)
+
 
 def build_classifier(config: RunConfig, weights: str | None = None) -> torch.nn.Module:
-    """The run's classifier, with descriptor heads when the config asks for them."""
+    """The run's classifier, with descriptor heads when the config asks for them.
+
+    ``model.zero_init_residual`` concerns networks with residual branches (the ResNet family); for
+    the paper's peers (VGG, AlexNet, GoogLeNet, MobileNet) it is set aside with a log line, so that
+    one config serves a comparison of all eight models."""
     model = config.model
+    residual = get_entry(model.name).group == "thyronet"
     extra: dict[str, Any] = {}
     if model.descriptor_heads:
+        if not residual:
+            raise ThyronetError(f"model {model.name} has no descriptor heads; use a ResNet-family model "
+                                "(thyronet_x4, baseline..., resnet18) or model.descriptor_heads=false")
         extra["descriptor_classes"] = {f: len(DESCRIPTOR_CLASSES[f]) for f in DESCRIPTORS}
     if model.zero_init_residual:
-        extra["zero_init_residual"] = True
-    try:
-        return create_model(model.name, num_classes=2, in_chans=config.data.in_chans, weights=weights,
-                            drop_rate=model.drop_rate, **extra)
-    except TypeError:
-        if extra:
-            raise ThyronetError(f"model {model.name} is not of the ResNet family, which model.descriptor_heads and "
-                                "model.zero_init_residual need (thyronet_x4, baseline..., resnet18)") from None
-        raise
+        if residual:
+            extra["zero_init_residual"] = True
+        else:
+            log.info("model.zero_init_residual does not apply to %s (no residual branches)", model.name)
+    return create_model(model.name, num_classes=2, in_chans=config.data.in_chans, weights=weights,
+                        drop_rate=model.drop_rate, **extra)
 
 
 def _gather_strings(values: list[str], world_size: int) -> list[str]:
