@@ -85,11 +85,11 @@ def new_run_dir(config: RunConfig, label: str | None = None) -> Path:
 
 def load_run(run_dir: Path) -> tuple[RunConfig, Split]:
     """The config and split of an existing run folder (for --resume)."""
-    config_file, split_file = RunFolder(run_dir).config, RunFolder(run_dir).split
-    if not config_file.is_file() or not split_file.is_file():
+    folder = RunFolder(run_dir)
+    if not folder.is_run():
         raise ThyronetError(f"{run_dir}: not a thyronet run folder (config.yaml and split.json expected)")
-    config = config_from_dict(yaml.safe_load(config_file.read_text()))
-    return config, SplitPlan.load(split_file).splits[0]
+    config = config_from_dict(yaml.safe_load(folder.config.read_text()))
+    return config, SplitPlan.load(folder.split).splits[0]
 
 
 def _quiet_lightning() -> None:
