@@ -230,7 +230,7 @@ def test_warm_up_then_cosine_per_step():
 
     parameter = torch.nn.Parameter(torch.zeros(1))
     train = TrainConfig(epochs=5, lr=1e-3, warmup_epochs=1, optimizer="adamw")
-    setup = configure_optimizers([parameter], train, steps_per_epoch=10)
+    setup = configure_optimizers([parameter], train, epoch_steps=10)
     optimiser, scheduler = setup["optimizer"], setup["lr_scheduler"]["scheduler"]
     assert isinstance(optimiser, torch.optim.AdamW) and setup["lr_scheduler"]["interval"] == "step"
     rates = []

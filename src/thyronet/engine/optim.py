@@ -16,7 +16,7 @@ def steps_per_epoch(trainer: L.Trainer) -> int:
     return max(1, int(trainer.estimated_stepping_batches) // max(1, trainer.max_epochs or 1))
 
 
-def configure_optimizers(parameters: Iterable[torch.nn.Parameter], train: TrainConfig, steps_per_epoch: int = 1):
+def configure_optimizers(parameters: Iterable[torch.nn.Parameter], train: TrainConfig, epoch_steps: int = 1):
     """Adam (the paper's), AdamW or SGD; an optional linear warm-up over ``train.warmup_epochs``, then
     cosine decay over the rest of the run, step decay (x0.1) or a constant rate. The schedule moves
     every optimiser step, so that a warm-up shorter than an epoch works too."""
@@ -26,9 +26,9 @@ def configure_optimizers(parameters: Iterable[torch.nn.Parameter], train: TrainC
     else:
         optimiser_class = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
         optimiser = optimiser_class(parameters, lr=train.lr, weight_decay=train.weight_decay)
-    steps_per_epoch = max(1, steps_per_epoch)
-    total = max(1, train.epochs * steps_per_epoch)
-    warmup = min(total - 1, round(train.warmup_epochs * steps_per_epoch))
+    epoch_steps = max(1, epoch_steps)
+    total = max(1, train.epochs * epoch_steps)
+    warmup = min(total - 1, round(train.warmup_epochs * epoch_steps))
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -36,7 +36,7 @@ def configure_optimizers(parameters: Iterable[torch.nn.Parameter], train: TrainC
         if train.scheduler == "cosine":
             return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
         if train.scheduler == "step":
-            return 0.1 ** (step // (train.step_size * steps_per_epoch))
+            return 0.1 ** (step // (train.step_size * epoch_steps))
         return 1.0
 
     if train.scheduler == "none" and warmup == 0:
