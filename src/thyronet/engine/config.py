@@ -82,6 +82,13 @@ class TrainerConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     threads: int | None = None  # torch CPU threads; None: torch's default
+    # epochs between the resume checkpoints (last.ckpt): on a GPU an epoch of DDTI takes well under
+    # a second while writing ThyroNet-X4's weights and optimiser state (300 MB) takes about as long
+    checkpoint_every: int = 1
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_every < 1:
+            raise ThyronetError(f"config trainer.checkpoint_every: expected a whole number of epochs >= 1, got {self.checkpoint_every}")
 
 
 @dataclass

@@ -116,7 +116,8 @@ def _trainer(config: RunConfig, run_dir: Path, callbacks: Sequence[L.Callback], 
     )
     # Lightning's save_last refreshes last.ckpt only in epochs that improved the monitor, so the
     # latest epoch gets its own unmonitored checkpoint (what --resume continues from).
-    last = ModelCheckpoint(dirpath=RunFolder(run_dir).checkpoints, filename="last", save_top_k=1, enable_version_counter=False)
+    last = ModelCheckpoint(dirpath=RunFolder(run_dir).checkpoints, filename="last", save_top_k=1,
+                           every_n_epochs=config.trainer.checkpoint_every, enable_version_counter=False)
     all_callbacks: list[L.Callback] = [best, last, StepSeed(config.seed), EpochHistory(run_dir), ProgressLine(), *callbacks]
     if config.train.early_stopping_patience:
         all_callbacks.append(EarlyStopping(monitor, patience=config.train.early_stopping_patience, mode="max"))

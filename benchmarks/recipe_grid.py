@@ -1,0 +1,115 @@
+"""Several `thyronet cv` recipes side by side, one process each, until a deadline.
+
+    python benchmarks/recipe_grid.py RECIPES.yaml OUT [--data PATH] [--deadline SECONDS]
+                                     [--seg-cv SEG_CV_DIR] [--set KEY=VALUE ...]
+
+Meant for a machine with a GPU and many cores, where one DDTI epoch takes about a second and
+running recipes one after another would leave the GPU idle. RECIPES.yaml names a config and, per
+recipe, its overrides (see benchmarks/recipes/). Each recipe's CV goes to OUT/NAME with its log in
+OUT/NAME.log; a recipe still running at the deadline is stopped and keeps its finished folds (run
+the same command again to continue). With --seg-cv, each finished region-of-interest recipe is
+then scored on the segmenter's boxes too (benchmarks/region_cv.py). Finally the figures of every
+recipe are printed as one table. Not a test: the figures go in docs/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from thyronet.engine.metrics import format_ci
+
+HERE = Path(__file__).resolve().parent
+
+
+def launch(name: str, config: str, overrides: list[str], args: argparse.Namespace) -> subprocess.Popen:
+    command = [sys.executable, "-m", "thyronet", "cv", "--config", config, "--data", args.data,
+               "--out", str(args.out / name)]
+    for override in [*overrides, *args.set]:
+        command += ["--set", override]
+    log = (args.out / f"{name}.log").open("a")
+    print(f"{name}: {' '.join(command)}", flush=True)
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_all(running: dict[str, subprocess.Popen], deadline: float) -> dict[str, int | None]:
+    """Exit codes by recipe; None for a recipe stopped at the deadline."""
+    codes: dict[str, int | None] = {}
+    while len(codes) < len(running):
+        for name, process in running.items():
+            if name not in codes and process.poll() is not None:
+                codes[name] = process.returncode
+                print(f"{name}: finished with exit code {process.returncode} at {time.monotonic() - START:.0f} s", flush=True)
+        if time.monotonic() > deadline:
+            for name, process in running.items():
+                if name not in codes:
+                    process.send_signal(signal.SIGINT)  # `thyronet cv` stops cleanly and says where to resume
+                    try:
+                        process.wait(60)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                    codes[name] = None
+                    print(f"{name}: stopped at the deadline", flush=True)
+        time.sleep(2)
+    return codes
+
+
+def is_region_recipe(cv_dir: Path) -> bool:
+    return yaml.safe_load((cv_dir / "config.yaml").read_text())["data"]["roi"]["mode"] != "none"
+
+
+def score_predicted_region(name: str, args: argparse.Namespace) -> subprocess.Popen:
+    print(f"{name}: scoring the predicted region", flush=True)
+    log = (args.out / f"{name}.log").open("a")
+    return subprocess.Popen([sys.executable, str(HERE / "region_cv.py"), str(args.out / name), str(args.seg_cv), "--data", args.data],
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+def table(out: Path, names: list[str]) -> str:
+    lines = ["| recipe | folds | case AUROC mean ± std | pooled case AUROC [95% CI] | predicted region |", "|---|---|---|---|---|"]
+    for name in names:
+        summary_file, region_file = out / name / "cv_results.json", out / name / "region_comparison.json"
+        if not summary_file.exists():
+            lines.append(f"| {name} | unfinished | | | |")
+            continue
+        summary = json.loads(summary_file.read_text())
+        auroc = summary["case_auroc"]
+        predicted = format_ci(json.loads(region_file.read_text())["predicted"]) if region_file.exists() else ""
+        pooled = format_ci(summary["pooled_case"])
+        lines.append(f"| {name} | {summary['folds']} | {auroc['mean']:.3f} ± {auroc['std']:.3f} | {pooled} | {predicted} |")
+    return "\n".join(lines)
+
+
+START = time.monotonic()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipes", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--data", default="../shared/data/ddti")
+    parser.add_argument("--deadline", type=float, default=3600.0, help="seconds before unfinished recipes are stopped (default 3600)")
+    parser.add_argument("--seg-cv", type=Path, help="a segmentation CV folder on the same folds, to score the predicted region")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an override for every recipe")
+    args = parser.parse_args()
+    plan = yaml.safe_load(args.recipes.read_text())
+    args.out.mkdir(parents=True, exist_ok=True)
+    running = {name: launch(name, plan["config"], overrides, args) for name, overrides in plan["recipes"].items()}
+    codes = wait_all(running, START + args.deadline)
+    if args.seg_cv:
+        scoring = [score_predicted_region(name, args) for name, code in codes.items() if code == 0 and is_region_recipe(args.out / name)]
+        for process in scoring:
+            process.wait()
+    print(table(args.out, list(plan["recipes"])))
+    return 0 if all(code == 0 for code in codes.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
