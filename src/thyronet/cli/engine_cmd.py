@@ -7,14 +7,15 @@ import json
 from pathlib import Path
 
 from ..data.locate import resolve_data_path
-from ..engine.config import RunConfig, load_config
+from ..engine.config import RunConfig, load_config, shipped_configs
 from ..errors import ThyronetError
 from .data_cmd import STRICT_HELP, add_data_arguments, load_collection, report_issues
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Config file and the overrides every training command shares."""
-    parser.add_argument("--config", default="cpu", help="YAML file or shipped config name: cpu, paper (default: %(default)s)")
+    shipped = ", ".join(shipped_configs())
+    parser.add_argument("--config", default="cpu", help=f"YAML file or shipped config name: {shipped} (default: %(default)s)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
     add_data_arguments(parser, positional=False)

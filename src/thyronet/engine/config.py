@@ -175,6 +175,11 @@ def parse_override(text: str) -> dict[str, Any]:
     return value
 
 
+def shipped_configs() -> list[str]:
+    """Names of the configs that ship with thyronet (``cpu``, ``paper``, ...)."""
+    return [p.stem for p in sorted(CONFIG_DIR.glob("*.yaml"))]
+
+
 def config_path(name_or_path: str) -> Path:
     """A config file path, or the name of a shipped config (``cpu``, ``paper``, ``smoke``)."""
     path = Path(name_or_path)
@@ -183,7 +188,7 @@ def config_path(name_or_path: str) -> Path:
     shipped = CONFIG_DIR / f"{name_or_path}.yaml"
     if shipped.exists():
         return shipped
-    choices = ", ".join(p.stem for p in sorted(CONFIG_DIR.glob("*.yaml")))
+    choices = ", ".join(shipped_configs())
     raise ThyronetError(f"config {name_or_path!r}: no such file and no shipped config of that name ({choices})")
 
 
