@@ -6,10 +6,10 @@ from synthetic import SCAN, ultrasound_image
 from thyronet.data.augment import AugmentConfig, build_transform
 from thyronet.data.preprocess import (
     PreprocessConfig,
+    fit_square,
     grow_box,
     jitter_box,
     largest_component,
-    letterbox,
     mask_box,
     mask_marks,
     outline_mask,
@@ -77,10 +77,12 @@ def test_clahe_and_unknown_despeckle():
         preprocess(image, PreprocessConfig(size=64, despeckle="wavelet"))
 
 
-def test_letterbox_keeps_aspect_ratio():
-    out = letterbox(np.full((50, 100), 200, np.uint8), 64)
+def test_letterbox_keeps_aspect_ratio_and_stretch_hides_it():
+    out = fit_square(np.full((50, 100), 200, np.uint8), 64)
     assert out.shape == (64, 64)
     assert (out[:, 32] > 0).sum() == 32  # 100 -> 64 wide, 50 -> 32 tall, centred
+    stretched = fit_square(np.full((50, 100), 200, np.uint8), 64, fit="stretch")
+    assert stretched.shape == (64, 64) and (stretched == 200).all()  # no band tells the shape
 
 
 def test_mask_marks_removes_saturated_specks():
@@ -108,11 +110,12 @@ def test_transform_output_and_augmentation_is_random_but_shape_stable():
     assert first.shape == (1, 64, 64) and not torch.allclose(first, second)
 
 
+@pytest.mark.parametrize("fit", ["letterbox", "stretch"])
 @pytest.mark.parametrize("region", [None, (180, 80, 340, 230)])
-def test_geometry_carries_a_map_back_onto_the_frame(region):
+def test_geometry_carries_a_map_back_onto_the_frame(region, fit):
     image = ultrasound_image(0, True, NODULE)
     truth = outline_mask(image.shape, [ELLIPSE])
-    _, mask, geometry = preprocess_with_geometry(image, PreprocessConfig(size=96), [ELLIPSE], region)
+    _, mask, geometry = preprocess_with_geometry(image, PreprocessConfig(size=96, fit=fit), [ELLIPSE], region)
     back = geometry.to_frame(mask, interpolation=0)
     assert back.shape == image.shape
     overlap = ((back > 0) & (truth > 0)).sum() / ((back > 0) | (truth > 0)).sum()

@@ -1,8 +1,8 @@
 """Deterministic preprocessing of an ultrasound frame, each step a switch in the config.
 
 Order: crop to a region (the scan area, or a region of interest around the nodule given as a
-box in frame pixels) -> (mask burned-in marks) -> (despeckle) -> (CLAHE) -> resize keeping the
-aspect ratio, padded to a square. The nodule outline, rasterised to a mask, goes through the same
+box in frame pixels) -> (mask burned-in marks) -> (despeckle) -> (CLAHE) -> resize to a square,
+keeping the aspect ratio and padding (letterbox) or not (stretch). The nodule outline, rasterised to a mask, goes through the same
 geometric steps, so it stays aligned with the image (for previews and for measuring where Grad-CAM
 looked); :class:`Geometry` records those steps so that a map on the model input (a predicted mask,
 a heat map) can be carried back onto the frame at its own resolution.
@@ -31,6 +31,10 @@ class PreprocessConfig:
     despeckle: Literal["median", "bilateral", "nlmeans"] | None = None
     clahe: bool = False
     size: int = 128
+    # "letterbox" keeps the crop's aspect ratio and pads; "stretch" fills the square. Letterboxing
+    # shows the scan area's shape (the sonographer's depth and zoom) as black bands, which on DDTI
+    # predicts the label by itself (docs/results.md, "What the whole frame gives away")
+    fit: Literal["letterbox", "stretch"] = "letterbox"
 
 
 def outline_mask(shape: tuple[int, int], outlines: Sequence[Polygon]) -> np.ndarray | None:
@@ -137,16 +141,19 @@ def despeckle(image: np.ndarray, method: str) -> np.ndarray:
     raise ValueError(f"unknown despeckle method {method!r} (median, bilateral, nlmeans)")
 
 
-def _letterbox_layout(height: int, width: int, size: int) -> tuple[int, int, int, int]:
-    """(resized height, resized width, top, left) of an image letterboxed into size x size."""
+def _layout(height: int, width: int, size: int, fit: str = "letterbox") -> tuple[int, int, int, int]:
+    """(resized height, resized width, top, left) of an image fitted into size x size."""
+    if fit == "stretch":
+        return size, size, 0, 0
     scale = size / max(height, width)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
     return new_h, new_w, (size - new_h) // 2, (size - new_w) // 2
 
 
-def letterbox(image: np.ndarray, size: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
-    """Resize so the longer side is ``size`` and pad the shorter side centrally with zeros."""
-    new_h, new_w, top, left = _letterbox_layout(*image.shape[:2], size)
+def fit_square(image: np.ndarray, size: int, interpolation: int = cv2.INTER_AREA, fit: str = "letterbox") -> np.ndarray:
+    """``letterbox``: resize so the longer side is ``size`` and pad the shorter side centrally
+    with zeros; ``stretch``: resize to size x size."""
+    new_h, new_w, top, left = _layout(*image.shape[:2], size, fit)
     resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
     out = np.zeros((size, size), image.dtype)
     out[top : top + new_h, left : left + new_w] = resized
@@ -155,17 +162,18 @@ def letterbox(image: np.ndarray, size: int, interpolation: int = cv2.INTER_AREA)
 
 @dataclass(frozen=True)
 class Geometry:
-    """How a model input was cut from its frame: the crop box (frame pixels), then a letterbox."""
+    """How a model input was cut from its frame: the crop box (frame pixels), then the fit to a square."""
 
     frame_shape: tuple[int, int]  # height, width of the original frame
     crop: Box
     size: int
+    fit: str = "letterbox"
 
     def to_frame(self, input_map: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
         """A size x size map on the model input (a mask, a heat map) -> the frame's pixel grid;
         zero outside the crop."""
         x0, y0, x1, y1 = self.crop
-        new_h, new_w, top, left = _letterbox_layout(y1 - y0, x1 - x0, self.size)
+        new_h, new_w, top, left = _layout(y1 - y0, x1 - x0, self.size, self.fit)
         inner = np.ascontiguousarray(input_map[top : top + new_h, left : left + new_w])
         out = np.zeros(self.frame_shape, input_map.dtype)
         out[y0:y1, x0:x1] = cv2.resize(inner, (x1 - x0, y1 - y0), interpolation=interpolation)
@@ -200,7 +208,7 @@ def preprocess_with_geometry(
         box = scan_area_box(image)
     else:
         box = (0, 0, image.shape[1], image.shape[0])
-    geometry = Geometry(image.shape[:2], box, config.size)
+    geometry = Geometry(image.shape[:2], box, config.size, config.fit)
     image = _crop(image, box)
     mask = None if mask is None else _crop(mask, box)
     if config.text_mask:
@@ -209,7 +217,7 @@ def preprocess_with_geometry(
         image = despeckle(image, config.despeckle)
     if config.clahe:
         image = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(image)
-    image = letterbox(np.ascontiguousarray(image), config.size)
+    image = fit_square(np.ascontiguousarray(image), config.size, fit=config.fit)
     if mask is not None:
-        mask = letterbox(np.ascontiguousarray(mask), config.size, cv2.INTER_NEAREST)
+        mask = fit_square(np.ascontiguousarray(mask), config.size, cv2.INTER_NEAREST, config.fit)
     return image, mask, geometry
