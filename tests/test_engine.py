@@ -10,7 +10,7 @@ import torch
 from sklearn import metrics as skm
 
 from thyronet.data import holdout_plan, open_source
-from thyronet.engine.config import load_config, parse_override
+from thyronet.engine.config import load_config, parse_override, shipped_configs
 from thyronet.engine.inference import load_checkpoint
 from thyronet.engine.metrics import binary_metrics, bootstrap_ci, case_level, paired_bootstrap_auroc
 from thyronet.engine.train import fit
@@ -122,6 +122,16 @@ def test_config_overrides_and_errors():
         load_config("cpu", ["train.scheduler=warp"])
     with pytest.raises(ThyronetError, match="no shipped config"):
         load_config("nonexistent")
+    with pytest.raises(ThyronetError, match="checkpoint_every: expected a whole number of epochs >= 1"):
+        load_config("cpu", ["trainer.checkpoint_every=0"])
+    with pytest.raises(ThyronetError, match="preprocess.fit"):
+        load_config("cpu", ["data.preprocess.fit=crop"])
+
+
+def test_every_shipped_config_loads():
+    for name in shipped_configs():
+        assert load_config(name).task in ("classify", "segment")
+    assert {"cpu", "paper", "roi-gpu"} <= set(shipped_configs())
 
 
 LABELS = np.array([0, 0, 1, 1, 1, 0, 1, 1, 0, 1])
