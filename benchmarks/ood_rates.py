@@ -24,7 +24,7 @@ from PIL import Image
 from thyronet.data import open_source
 from thyronet.data.imageio import read_image
 from thyronet.data.splits import SplitPlan
-from thyronet.engine.inference import frame_result, load_checkpoint, predict_records
+from thyronet.engine.inference import load_checkpoint, predict_records
 from thyronet.engine.segmenter import Segmenter
 from thyronet.engine.train import fit_gate
 
@@ -74,7 +74,7 @@ def main() -> int:
               "photographs (matplotlib samples, views)": photographs(),
               "breast ultrasound (BUSI)": [read_image(p) for p in busi]}
     for name, frames in groups.items():
-        scores = [frame_result(loaded, loaded.prepare(frame)).ood_score for frame in frames]
+        scores = [result.ood_score for result in loaded.predict_batch(frames)]
         rows.append((name, float(np.mean([s <= 1 for s in scores])), len(frames)))
     print(f"run {args.run}, model {loaded.name}, region {loaded.config.data.roi.mode}")
     print("| images | n | passed the gate |\n| --- | ---: | ---: |")

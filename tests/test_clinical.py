@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from synthetic import ultrasound_image
@@ -115,7 +114,7 @@ def test_predict_on_a_mixed_folder_with_one_corrupt_file(trained_run, tmp_path, 
     assert "not a diagnosis" in html and html.count("data:image/png;base64") == 4 and "c.jpg" in html
 
 
-def test_onnx_export_predicts_like_the_checkpoint(trained_run, tmp_path):
+def test_onnx_export_predicts_like_the_checkpoint(trained_run, training_ddti, tmp_path):
     from thyronet.clinical.backends import load_backend
     from thyronet.clinical.predict import predict_image
 
@@ -124,11 +123,16 @@ def test_onnx_export_predicts_like_the_checkpoint(trained_run, tmp_path):
     torch_backend, onnx_backend = load_backend(trained_run[1]), load_backend(onnx_file)
     assert onnx_backend.calibration == torch_backend.calibration
     image = ultrasound_image(5, True)
-    tensor = torch_backend.to_tensor(torch_backend.prepare(image).image)
-    batch = torch.cat([tensor, tensor])
-    assert np.abs(onnx_backend.outputs(batch)[0] - torch_backend.outputs(batch)[0]).max() < 1e-4
+    frames = [image, ultrasound_image(6, False)]
+    logits = [np.stack([r.logits for r in backend.predictor.predict_batch(frames)]) for backend in (torch_backend, onnx_backend)]
+    assert logits[0].shape == (2, 2) and np.abs(logits[0] - logits[1]).max() < 1e-4
     assert predict_image(onnx_backend, image, "x").prediction.probability == pytest.approx(
         predict_image(torch_backend, image, "x").prediction.probability, abs=1e-5)
+    # evaluation scores through the same predictor: the export's figures are the checkpoint's
+    for name, model in (("onnx", onnx_file), ("torch", trained_run[1])):
+        assert main(["evaluate", str(model), str(training_ddti), "--out", str(tmp_path / name)]) == 0
+    onnx_metrics, torch_metrics = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("onnx", "torch"))
+    assert onnx_metrics["case"]["auroc"] == pytest.approx(torch_metrics["case"]["auroc"], abs=1e-6)
 
 
 def test_explain_writes_side_by_side_pngs(trained_run, tmp_path):

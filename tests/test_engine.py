@@ -207,7 +207,8 @@ def test_cv_and_compare_and_evaluate_commands(training_ddti, tmp_path, capsys):
 
     cmp_dir = tmp_path / "cmp"
     fast = [a if a != "3" else "2" for a in common]  # compare on 2 folds: the table, not the figures, is tested
-    assert main(["compare", *fast, "--models", "baseline_block", "resnet18", "--out", str(cmp_dir)]) == 0
+    assert main(["compare", *fast, "--models", "baseline_block", "resnet18", "--out", str(cmp_dir),
+                 "--reference", "resnet18", "--challenger", "baseline_block"]) == 0
     table = (cmp_dir / "comparison.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("|")]
     header = [cell.strip() for cell in rows[0].strip("|").split("|")]
@@ -215,12 +216,17 @@ def test_cv_and_compare_and_evaluate_commands(training_ddti, tmp_path, capsys):
     assert set(body) == {"baseline_block", "resnet18"}
     assert all(len(cells) == len(header) for cells in body.values())  # every row has every column
     assert body["resnet18"][header.index("pooled AUROC [95% CI]")].count("[") == 1
+    assert body["baseline_block"][header.index("paper val ACC")] == "0.7061" and body["resnet18"][header.index("paper val ACC")] == ""
+    assert "AUROC(baseline_block) - AUROC(resnet18) = " in table  # the paired test on the same out-of-fold cases
 
     eval_dir = tmp_path / "eval"
     ckpt = cv_dir / "fold-0" / "checkpoints" / "best.ckpt"
     assert main(["evaluate", str(ckpt), str(training_ddti), "--out", str(eval_dir)]) == 0
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     assert metrics["case"]["n"] == 18 and (eval_dir / "predictions_eval.csv").is_file()
+    assert main(["evaluate", str(cv_dir), str(training_ddti), "--out", str(tmp_path / "eval-ensemble")]) == 0  # the fold ensemble
+    ensemble_rows = (tmp_path / "eval-ensemble" / "predictions_eval.csv").read_text().splitlines()
+    assert len(ensemble_rows) == len((eval_dir / "predictions_eval.csv").read_text().splitlines())
 
 
 def test_batches_carry_the_case_of_every_image(collection, tmp_path):

@@ -153,7 +153,7 @@ def _export(args: argparse.Namespace) -> int:
     backend = load_backend(args.checkpoint)
     if backend.loaded is None:
         raise ThyronetError("export needs a PyTorch checkpoint")
-    if backend.ensemble is not None:
+    if backend.is_ensemble:
         raise ThyronetError("ONNX export of a fold ensemble is not supported; export one fold's run folder")
     if backend.config.data.roi.mode != "none":
         raise ThyronetError("ONNX export of a region-of-interest model is not supported (the ONNX graph would lack the "

@@ -85,24 +85,33 @@ def _compare(args: argparse.Namespace) -> int:
 
     config, collection = _fold_setup(args)
     out = Path(args.out or Path(config.output_dir) / f"compare-k{config.split.folds}-seed{config.seed}")
-    return 0 if compare(config, collection, args.models, out) is not None else 130
+    return 0 if compare(config, collection, args.models, out, args.reference, args.challenger) is not None else 130
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from ..clinical.backends import load_backend
     from ..data import open_source
+    from ..engine.ensemble import is_ensemble
     from ..engine.evaluation import nan_to_none, result_table, write_evaluation
-    from ..engine.inference import load_checkpoint, predict_records, read_checkpoint
+    from ..engine.inference import predict_records, read_checkpoint
     from ..engine.segmentation import evaluate_segmenter
     from ..engine.segmenter import Segmenter
     from ..engine.segmetrics import format_segmentation
     from ..io import write_text_atomic
 
-    config, _, _, path = read_checkpoint(args.checkpoint)
+    target = Path(args.checkpoint)
+    backend = load_backend(target) if target.suffix.lower() == ".onnx" or is_ensemble(target) else None
+    if backend is not None:  # a fold ensemble or an ONNX export: its results go beside it
+        config, path = backend.config, target
+        home = target if target.is_dir() else target.parent
+    else:
+        config, _, _, path = read_checkpoint(target)
+        home = path.parent.parent
     collection = report_issues(open_source(args.data, strict=args.strict))
     if config.data.path and Path(config.data.path).resolve() == Path(args.data).resolve():
         print("warning: this is the data the model was trained on; only its test split is unseen "
               "(evaluate an external source, or read results.json of the run)")
-    out = Path(args.out or path.parent.parent / f"eval-{Path(args.data).name}")
+    out = Path(args.out or home / f"eval-{Path(args.data).name}")
     out.mkdir(parents=True, exist_ok=True)
     if config.task == "segment":
         records = [r for r in collection.images if r.outlines]
@@ -114,7 +123,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         records = [r for r in collection.images if r.label is not None]
         if not records:
             raise ThyronetError(f"{args.data}: no labelled images to evaluate (use `thyronet predict` for unlabelled ones)")
-        result = write_evaluation(predict_records(load_checkpoint(path), records), out, "eval")
+        predictor = (backend or load_backend(path)).predictor
+        result = write_evaluation(predict_records(predictor, records), out, "eval")
         table = result_table({"eval": result})
     result["checkpoint"], result["data"] = str(path), str(args.data)
     write_text_atomic(out / "metrics.json", json.dumps(nan_to_none(result), indent=1))
@@ -140,11 +150,14 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     compare.add_argument("--models", nargs="+", default=["baseline", "baseline_bottleneck", "baseline_block", "thyronet_x4"],
                          help="registry names (default: the paper's ablation)")
     compare.add_argument("--folds", type=int, help="number of folds (default: from the config, 5)")
+    compare.add_argument("--reference", default="baseline", help="the model the paired test compares against (default: %(default)s)")
+    compare.add_argument("--challenger", default="thyronet_x4", help="the model the paired test puts forward (default: %(default)s)")
     compare.add_argument("--out", help="comparison folder; running the same command again resumes it")
     compare.set_defaults(handler=_compare)
 
-    evaluate = subcommands.add_parser("evaluate", help="score a checkpoint on any labelled source (DDTI, class folders, CSV, DICOM)")
-    evaluate.add_argument("checkpoint", help="a .ckpt file or a run folder (its best checkpoint)")
+    evaluate = subcommands.add_parser("evaluate", help="score a model on any labelled source (DDTI, class folders, CSV, DICOM)")
+    evaluate.add_argument("checkpoint", help="a .ckpt file, a run folder (its best checkpoint), a CV folder (its fold ensemble) "
+                                             "or an ONNX file from `thyronet export`")
     evaluate.add_argument("data", help="labelled data source")
     evaluate.add_argument("--out", help="folder for metrics.json, predictions and figures")
     evaluate.add_argument("--strict", action="store_true", help=STRICT_HELP)

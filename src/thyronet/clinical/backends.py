@@ -1,15 +1,17 @@
-"""One interface over a trained model: a PyTorch checkpoint or its ONNX export.
+"""One interface over a trained model: a PyTorch checkpoint, the fold models of a
+cross-validation, or an ONNX export.
 
-Both carry the run's preprocessing and the calibration fitted on validation, so every input
-is prepared and judged the same way whichever runtime answers.
+Each is a :class:`~thyronet.engine.inference.Predictor` carrying the run's preprocessing and the
+calibration fitted on validation, so every input is prepared and judged the same way whichever
+runtime answers; :class:`Backend` adds what the clinical tools show about it (its source, runtime
+and provenance, and the torch network for Grad-CAM where there is one).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -21,70 +23,76 @@ from ..data.records import Polygon
 from ..engine.calibration import Calibration, softmax_malignant
 from ..engine.config import RunConfig, config_from_dict
 from ..engine.ensemble import FoldEnsemble, is_ensemble
-from ..engine.inference import (
-    FrameResult,
-    LoadedModel,
-    Outputs,
-    PreparedInput,
-    eval_transform,
-    frame_result,
-    load_checkpoint,
-    prepare_input,
-)
+from ..engine.inference import FrameResult, LoadedModel, ModelInput, Predictor, PreparedInput, load_checkpoint
 from ..errors import ThyronetError
 from .export import OnnxClassifier
 
 
 @dataclass
-class Backend:
-    """A classifier plus what it needs around it: preprocessing, calibration, provenance."""
+class OnnxModel(ModelInput):
+    """A classifier exported by ``thyronet export --onnx``, run by onnxruntime: logits only (no
+    descriptor heads, no out-of-distribution gate, no segmenter)."""
 
     config: RunConfig
     calibration: Calibration
+    session: OnnxClassifier
+
+    def predict_batch(self, frames: Sequence[np.ndarray], outlines: Sequence[Sequence[Polygon]] | None = None,
+                      box: Box | None = None) -> list[FrameResult]:
+        prepared, batch = self.prepare_batch(frames, outlines, box)
+        logits = self.session(batch.numpy())
+        probs = softmax_malignant(logits, self.calibration.temperature)
+        return [FrameResult(float(probs[i]), {}, prepared[i], None, logits[i]) for i in range(len(prepared))]
+
+
+@dataclass
+class Backend:
+    """A predictor plus what the clinical tools say about it: where it came from, which runtime
+    answers, its provenance."""
+
+    predictor: Predictor
     source: Path
     runtime: str
     info: dict[str, Any] = field(default_factory=dict)
-    loaded: LoadedModel | None = None  # the torch model (None for ONNX; an ensemble's first member)
-    onnx: OnnxClassifier | None = None
-    ensemble: FoldEnsemble | None = None  # the fold models of a CV folder, averaged
+
+    @property
+    def config(self) -> RunConfig:
+        return self.predictor.config
+
+    @property
+    def calibration(self) -> Calibration:
+        return self.predictor.calibration
 
     @property
     def name(self) -> str:
         return self.config.model.name
 
+    @property
+    def loaded(self) -> LoadedModel | None:
+        """The torch network behind the answers, for Grad-CAM and export (an ensemble's first
+        member); None for ONNX."""
+        if isinstance(self.predictor, FoldEnsemble):
+            return self.predictor.members[0]
+        return self.predictor if isinstance(self.predictor, LoadedModel) else None
+
+    @property
+    def is_ensemble(self) -> bool:
+        return isinstance(self.predictor, FoldEnsemble)
+
     def prepare(self, image: np.ndarray, box: Box | None = None, outlines: Sequence[Polygon] = ()) -> PreparedInput:
         """HxW uint8 frame -> the model's input, cut around the nodule when the run looks at a
         region of interest (``box`` given by the user; else the expert ``outlines`` for runs that
         use them; else the segmenter's)."""
-        return prepare_input(self.config, self.loaded.segmenter if self.loaded else None, image, outlines, box)
-
-    @cached_property
-    def _transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        return eval_transform(self.config)
+        return self.predictor.prepare(image, outlines, box)
 
     def to_tensor(self, prepared: np.ndarray) -> torch.Tensor:
         """A preprocessed uint8 image -> normalised model input 1xCxHxW."""
-        return self._transform(torch.from_numpy(prepared).unsqueeze(0)).unsqueeze(0)
-
-    def outputs(self, batch: torch.Tensor) -> Outputs:
-        """Malignancy logits, descriptor probabilities and features (checkpoints; ONNX: logits)."""
-        if self.onnx is not None:
-            return Outputs(self.onnx(batch.numpy()), {}, None)
-        return self.loaded.outputs(batch)
-
-    def probability(self, logits: np.ndarray) -> np.ndarray:
-        return softmax_malignant(logits, self.calibration.temperature)
+        return self.predictor.to_tensor(prepared)
 
     def predict_frame(self, frame: np.ndarray, box: Box | None = None) -> FrameResult:
         """Calibrated P(malignant), descriptor probabilities, the input the model saw and its
         out-of-distribution score."""
-        if self.ensemble is not None:
-            return self.ensemble.predict_frame(frame, box)
-        prepared = self.prepare(frame, box)
-        if self.loaded is not None:
-            return frame_result(self.loaded, prepared)
-        logits = self.onnx(self.to_tensor(prepared.image).numpy())
-        return FrameResult(float(self.probability(logits)[0]), {}, prepared)
+        return self.predictor.predict_batch([frame], None, box)[0]
 
     def metadata(self) -> dict[str, str]:
         """What an ONNX export carries so that it predicts exactly like this checkpoint."""
@@ -111,12 +119,10 @@ def load_backend(path: str | Path, threads: int | None = None) -> Backend:
             raise ThyronetError(f"{path}: not exported by `thyronet export` (missing {error})") from None
         if config.data.roi.mode != "none":
             raise ThyronetError(f"{path}: a region-of-interest model; its ONNX export has no segmenter, use the checkpoint")
-        return Backend(config, calibration, path, "onnxruntime", info, onnx=session)
+        return Backend(OnnxModel(config, calibration, session), path, "onnxruntime", info)
     if is_ensemble(path):
         ensemble = FoldEnsemble.load(path)
-        first = ensemble.members[0]
-        info = {**first.info, "ensemble_members": len(ensemble.members)}
-        return Backend(first.config, ensemble.calibration, path, f"torch, ensemble of {len(ensemble.members)}", info,
-                       loaded=first, ensemble=ensemble)
+        info = {**ensemble.members[0].info, "ensemble_members": len(ensemble.members)}
+        return Backend(ensemble, path, f"torch, ensemble of {len(ensemble.members)}", info)
     loaded = load_checkpoint(path)
-    return Backend(loaded.config, loaded.calibration, loaded.path, "torch", loaded.info, loaded=loaded)
+    return Backend(loaded, loaded.path, "torch", loaded.info)

@@ -10,17 +10,20 @@ train on it) -- an estimate, since no case was held out from all five members.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..data.preprocess import Box
+from ..data.records import Polygon
 from ..errors import ThyronetError
 from ..io import write_text_atomic
 from .calibration import Calibration, operating_point
 from .config import RunConfig
-from .inference import FrameResult, LoadedModel, frame_result, load_checkpoint, read_prediction_rows
+from .inference import FrameResult, LoadedModel, PreparedInput, load_checkpoint, read_prediction_rows
 from .layout import CVFolder, RunFolder
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -71,14 +74,28 @@ class FoldEnsemble:
     def config(self) -> RunConfig:
         return self.members[0].config
 
-    def predict_frame(self, frame: np.ndarray, box: Box | None = None) -> FrameResult:
-        """Mean calibrated P(malignant), descriptor probabilities and out-of-distribution score;
-        the first member's input (each member finds the nodule with its own segmenter)."""
-        results = [frame_result(member, member.prepare(frame, (), box)) for member in self.members]
-        heads = {name: np.mean([r.descriptors[name] for r in results], axis=0) for name in results[0].descriptors}
-        scores = [r.ood_score for r in results if r.ood_score is not None]
-        return FrameResult(float(np.mean([r.probability for r in results])), heads, results[0].prepared,
-                           float(np.mean(scores)) if scores else None)
+    def prepare(self, frame: np.ndarray, outlines: Sequence[Polygon] = (), box: Box | None = None) -> PreparedInput:
+        """The first member's input (each member finds the nodule with its own segmenter)."""
+        return self.members[0].prepare(frame, outlines, box)
+
+    def to_tensor(self, image: np.ndarray) -> torch.Tensor:
+        return self.members[0].to_tensor(image)
+
+    def predict_batch(self, frames: Sequence[np.ndarray], outlines: Sequence[Sequence[Polygon]] | None = None,
+                      box: Box | None = None) -> list[FrameResult]:
+        """Mean calibrated P(malignant), descriptor probabilities and out-of-distribution score; the
+        first member's input. The logits are the log-odds of the mean probability, so that the
+        ensemble's temperature of 1 gives that probability back."""
+        per_member = [member.predict_batch(frames, outlines, box) for member in self.members]
+        results = []
+        for answers in zip(*per_member, strict=True):
+            probability = float(np.mean([a.probability for a in answers]))
+            heads = {name: np.mean([a.descriptors[name] for a in answers], axis=0) for name in answers[0].descriptors}
+            scores = [a.ood_score for a in answers if a.ood_score is not None]
+            clipped = min(max(probability, 1e-7), 1 - 1e-7)
+            results.append(FrameResult(probability, heads, answers[0].prepared, float(np.mean(scores)) if scores else None,
+                                       np.array([0.0, np.log(clipped / (1 - clipped))], np.float32)))
+        return results
 
 
 def is_ensemble(path: str | Path) -> bool:

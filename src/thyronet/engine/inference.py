@@ -1,5 +1,10 @@
 """Loading a trained checkpoint and running it over records, with the run's own preprocessing
-and region of interest."""
+and region of interest.
+
+:class:`Predictor` is the one interface everything scores through (predict, serve, evaluate, the
+engine's own validation and test, cv and compare read what it wrote): a checkpoint
+(:class:`LoadedModel`), the fold models of a cross-validation (``engine.ensemble.FoldEnsemble``)
+or an ONNX export (``clinical.backends.OnnxModel``)."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -85,7 +90,61 @@ def prepare_input(
 
 
 @dataclass
-class LoadedModel:
+class FrameResult:
+    """One frame's answer: calibrated P(malignant), descriptor class probabilities, the input the
+    model saw, how unlike its training images the input is (None without a gate), and the raw
+    logits (benign, malignant) before the temperature."""
+
+    probability: float
+    descriptors: dict[str, np.ndarray]
+    prepared: PreparedInput
+    ood_score: float | None = None
+    logits: np.ndarray | None = None
+    features: np.ndarray | None = None  # pooled features (the gate's input), for ResNet-family checkpoints
+
+
+class ModelInput:
+    """Frames made ready for a network exactly as its run's evaluation made them; the predictors
+    share it (``config`` and ``segmenter`` are theirs)."""
+
+    config: RunConfig
+    segmenter: Segmenter | None = None
+
+    @cached_property
+    def _transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return eval_transform(self.config)  # built once, not per image: a v2.Compose is not free
+
+    def to_tensor(self, image: np.ndarray) -> torch.Tensor:
+        """A prepared uint8 image -> normalised model input 1xCxHxW."""
+        return self._transform(torch.from_numpy(image).unsqueeze(0)).unsqueeze(0)
+
+    def prepare(self, frame: np.ndarray, outlines: Sequence[Polygon] = (), box: Box | None = None) -> PreparedInput:
+        return prepare_input(self.config, self.segmenter, frame, outlines, box)
+
+    def prepare_batch(self, frames: Sequence[np.ndarray], outlines: Sequence[Sequence[Polygon]] | None,
+                      box: Box | None) -> tuple[list[PreparedInput], torch.Tensor]:
+        prepared = [self.prepare(frame, lines, box) for frame, lines in zip(frames, outlines or [()] * len(frames), strict=True)]
+        return prepared, torch.cat([self.to_tensor(p.image) for p in prepared])
+
+
+class Predictor(Protocol):
+    """What scores frames: ``predict_batch`` prepares each frame as the run was trained to see it
+    (around ``box``, else the expert ``outlines`` for expert-region runs, else the segmenter's
+    nodule) and answers with calibrated probabilities; ``calibration.decide`` turns one into a decision."""
+
+    config: RunConfig
+    calibration: Calibration
+
+    def prepare(self, frame: np.ndarray, outlines: Sequence[Polygon] = (), box: Box | None = None) -> PreparedInput: ...
+
+    def to_tensor(self, image: np.ndarray) -> torch.Tensor: ...
+
+    def predict_batch(self, frames: Sequence[np.ndarray], outlines: Sequence[Sequence[Polygon]] | None = None,
+                      box: Box | None = None) -> list[FrameResult]: ...
+
+
+@dataclass
+class LoadedModel(ModelInput):
     """A trained classifier ready for inference: network, run config and calibration."""
 
     model: nn.Module
@@ -100,16 +159,18 @@ class LoadedModel:
     def name(self) -> str:
         return self.config.model.name
 
-    @cached_property
-    def _transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        return eval_transform(self.config)  # built once, not per image: a v2.Compose is not free
-
-    def to_tensor(self, image: np.ndarray) -> torch.Tensor:
-        """A prepared uint8 image -> normalised model input 1xCxHxW."""
-        return self._transform(torch.from_numpy(image).unsqueeze(0)).unsqueeze(0)
-
-    def prepare(self, frame: np.ndarray, outlines: Sequence[Polygon] = (), box: Box | None = None) -> PreparedInput:
-        return prepare_input(self.config, self.segmenter, frame, outlines, box)
+    def predict_batch(self, frames: Sequence[np.ndarray], outlines: Sequence[Sequence[Polygon]] | None = None,
+                      box: Box | None = None) -> list[FrameResult]:
+        prepared, batch = self.prepare_batch(frames, outlines, box)
+        out = self.outputs(batch)
+        probs = softmax_malignant(out.logits, self.calibration.temperature)
+        scores = self.ood_score(out.features)
+        return [
+            FrameResult(float(probs[i]), {name: p[i] for name, p in out.descriptors.items()}, prepared[i],
+                        None if scores is None else float(scores[i]), out.logits[i],
+                        None if out.features is None else out.features[i])
+            for i in range(len(prepared))
+        ]
 
     @torch.inference_mode()
     def outputs(self, batch: torch.Tensor) -> Outputs:
@@ -241,37 +302,16 @@ def read_prediction_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def predict_records(loaded: LoadedModel, records: Sequence[ImageRecord], batch_size: int = 32) -> Predictions:
+def predict_records(predictor: Predictor, records: Sequence[ImageRecord], batch_size: int = 32) -> Predictions:
     """Outputs for the records, each prepared exactly as in evaluation (no augmentation)."""
-    outputs, regions = [], []
+    results: list[FrameResult] = []
     for start in range(0, len(records), batch_size):
-        prepared = [loaded.prepare(read_image(r.path, r.frame), r.outlines) for r in records[start : start + batch_size]]
-        batch = torch.cat([loaded.to_tensor(p.image) for p in prepared])
-        outputs.append(loaded.outputs(batch))
-        regions += [p.region for p in prepared]
-    if not outputs:
-        return Predictions([], np.zeros((0, 2), np.float32), loaded.calibration)
-    descriptors = {name: np.concatenate([o.descriptors[name] for o in outputs]) for name in outputs[0].descriptors}
-    features = None if outputs[0].features is None else np.concatenate([o.features for o in outputs])
-    return Predictions(list(records), np.concatenate([o.logits for o in outputs]), loaded.calibration, descriptors, regions,
-                       features, loaded.ood_score(features))
-
-
-@dataclass
-class FrameResult:
-    """One frame's answer from a model: calibrated P(malignant), descriptor class probabilities,
-    the input it saw, and how unlike its training images the input is (None without a gate)."""
-
-    probability: float
-    descriptors: dict[str, np.ndarray]
-    prepared: PreparedInput
-    ood_score: float | None = None
-
-
-def frame_result(loaded: LoadedModel, prepared: PreparedInput) -> FrameResult:
-    """Run a prepared input through a loaded classifier."""
-    outputs = loaded.outputs(loaded.to_tensor(prepared.image))
-    score = loaded.ood_score(outputs.features)
-    return FrameResult(float(softmax_malignant(outputs.logits, loaded.calibration.temperature)[0]),
-                       {name: probs[0] for name, probs in outputs.descriptors.items()}, prepared,
-                       None if score is None else float(score[0]))
+        chunk = records[start : start + batch_size]
+        results += predictor.predict_batch([read_image(r.path, r.frame) for r in chunk], [r.outlines for r in chunk])
+    if not results:
+        return Predictions([], np.zeros((0, 2), np.float32), predictor.calibration)
+    heads = {name: np.stack([r.descriptors[name] for r in results]) for name in results[0].descriptors}
+    features = None if results[0].features is None else np.stack([r.features for r in results])
+    scores = None if results[0].ood_score is None else np.array([r.ood_score for r in results])
+    return Predictions(list(records), np.stack([r.logits for r in results]), predictor.calibration, heads,
+                       [r.prepared.region for r in results], features, scores)
