@@ -24,7 +24,7 @@ def _backend(args: argparse.Namespace):
 
 def _predict_inputs(args: argparse.Namespace, backend, inputs: list[str]):
     """Predict every input; unreadable files become answers with their error (the others go on)."""
-    from ..clinical.predict import Answer, Prediction, predict_records
+    from ..clinical.predict import Answer, Prediction, answer_records
     from ..data import open_inputs
     from ..data.region import parse_box
 
@@ -39,7 +39,7 @@ def _predict_inputs(args: argparse.Namespace, backend, inputs: list[str]):
         if backend.config.data.roi.mode == "none":
             raise ThyronetError("--box: this model looks at the whole scan area (trained without a region of interest)")
     collection = open_inputs(inputs)
-    results = predict_records(backend, collection.images, box, refuse_ood=getattr(args, "refuse_ood", False))
+    results = answer_records(backend, collection.images, box, refuse_ood=getattr(args, "refuse_ood", False))
     results += [Answer(Prediction(str(issue.path), error=issue.problem)) for issue in collection.issues]
     return results
 

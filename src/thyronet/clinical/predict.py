@@ -98,9 +98,11 @@ def predict_image(backend: Backend, image: np.ndarray, name: str, box: Box | Non
     return Answer(prediction, image, prepared)
 
 
-def predict_records(backend: Backend, records: Sequence[ImageRecord], box: Box | None = None,
-                    refuse_ood: bool = False) -> list[Answer]:
-    """Predict each record; a file that fails gets a row with its error, the others go on."""
+def answer_records(backend: Backend, records: Sequence[ImageRecord], box: Box | None = None,
+                   refuse_ood: bool = False) -> list[Answer]:
+    """The clinical answer for each record, one file at a time so that a file that fails gets a
+    row with its error and the others go on (evaluation's batched scoring is
+    ``engine.inference.predict_records``)."""
     results = []
     for record in records:
         name = str(record.path) + (f"#{record.frame}" if record.frame is not None else "")
