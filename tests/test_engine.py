@@ -306,3 +306,33 @@ def test_residual_only_options_and_the_peers(caplog):
         build_classifier(config)
     x4 = build_classifier(load_config("cpu", ["model.zero_init_residual=true"]))
     assert all(float(block.bn3.weight.abs().sum()) == 0 for block in x4.layer1)
+
+
+def _training_loss(tmp_path, *settings, seed=0):
+    from thyronet.data.dataset import Sample
+    from thyronet.engine.module import ThyroNetModule
+
+    torch.manual_seed(0)
+    module = ThyroNetModule(tiny_config(tmp_path, "model.drop_rate=0.0", *settings).to_dict()).eval()
+    images = torch.randn(6, 1, 32, 32)
+    labels = torch.tensor([0, 1, 1, 0, 1, 1])
+    batch = Sample(images, labels, torch.arange(6), torch.full((6, 4), -1), [str(i) for i in range(6)])
+    torch.manual_seed(seed)
+    loss, logits, _ = module.training_loss(batch)
+    return float(loss.detach()), module, images, labels
+
+
+def test_label_smoothing_and_mixup_change_the_training_loss_as_defined(tmp_path):
+    import torch.nn.functional as F
+
+    plain, module, images, labels = _training_loss(tmp_path)
+    with torch.no_grad():
+        logits = module.model(images).float()
+    assert plain == pytest.approx(float(F.cross_entropy(logits, labels, weight=module.class_weights)), rel=1e-5)
+    smoothed = _training_loss(tmp_path, "train.label_smoothing=0.2")[0]
+    expected = F.cross_entropy(logits, labels, weight=module.class_weights, label_smoothing=0.2)
+    assert smoothed == pytest.approx(float(expected), rel=1e-5) and smoothed != pytest.approx(plain)
+    mixed = [_training_loss(tmp_path, "train.mixup=0.4", seed=s)[0] for s in (1, 1, 2)]
+    assert mixed[0] == mixed[1] and mixed[0] != mixed[2] and all(np.isfinite(mixed))  # drawn from the seeded RNG
+    with pytest.raises(ThyronetError, match="label_smoothing"):
+        load_config("cpu", ["train.label_smoothing=1.0"])

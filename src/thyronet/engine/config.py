@@ -62,9 +62,19 @@ class TrainConfig:
     # 32-true (bf16 is emulated, and slower, on AVX2-only CPUs); or any Lightning precision string
     precision: str = "auto"
     descriptor_loss_weight: float = 0.5  # weight of the summed descriptor losses beside malignancy
+    label_smoothing: float = 0.0  # of the malignancy targets in training (0: none)
+    # mixup (Zhang et al. 2018): each training batch blended with a shuffled copy of itself, the
+    # weight drawn from Beta(mixup, mixup), the losses blended alike; 0 turns it off
+    mixup: float = 0.0
     channels_last: bool = False
     early_stopping_patience: int | None = None
     target_sensitivity: float = 0.9  # the operating threshold is chosen on validation for this
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.label_smoothing < 1:
+            raise ThyronetError(f"config train.label_smoothing: expected 0 <= value < 1, got {self.label_smoothing}")
+        if self.mixup < 0:
+            raise ThyronetError(f"config train.mixup: expected a Beta parameter >= 0 (0: off), got {self.mixup}")
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -74,21 +75,41 @@ class ThyroNetModule(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
-    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), labels, weight=self.class_weights)
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), labels, weight=self.class_weights, label_smoothing=label_smoothing)
+
+    def training_loss(self, batch: Sample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The training loss of a batch (mixed up when ``train.mixup`` is set), the malignancy
+        logits, and the descriptor loss where the model has heads."""
+        train = self.run_config.train
+        images, labels, descriptors = batch.image, batch.label, batch.descriptors
+        weight, order = 1.0, None
+        if train.mixup > 0:  # the batch against a shuffled copy of itself
+            weight = float(torch.distributions.Beta(train.mixup, train.mixup).sample())
+            order = torch.randperm(len(labels), device=labels.device)
+            images = weight * images + (1 - weight) * images[order]
+
+        def mixed(loss_of: Callable[[torch.Tensor], torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+            return loss_of(targets) if order is None else weight * loss_of(targets) + (1 - weight) * loss_of(targets[order])
+
+        if train.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        extra = None
+        if self.descriptor_heads:
+            logits, outputs = self.model.forward_with_descriptors(images)
+            extra = mixed(lambda targets: descriptor_loss(outputs, targets, DESCRIPTORS), descriptors)
+        else:
+            logits = self.model(images)
+        loss = mixed(lambda targets: self._loss(logits, targets, train.label_smoothing), labels)
+        if extra is not None:
+            loss = loss + train.descriptor_loss_weight * extra
+        return loss, logits, extra
 
     def training_step(self, batch: Sample, batch_idx: int) -> torch.Tensor:
-        images, labels, descriptors = batch.image, batch.label, batch.descriptors
-        if self.descriptor_heads:
-            if self.run_config.train.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            logits, outputs = self.model.forward_with_descriptors(images)
-            extra = descriptor_loss(outputs, descriptors, DESCRIPTORS)
+        loss, logits, extra = self.training_loss(batch)
+        labels = batch.label
+        if extra is not None:
             self.log("train/descriptor_loss", extra, on_step=False, on_epoch=True, batch_size=len(labels), sync_dist=True)
-            loss = self._loss(logits, labels) + self.run_config.train.descriptor_loss_weight * extra
-        else:
-            logits = self(images)
-            loss = self._loss(logits, labels)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels), sync_dist=True)
         self.log("train/acc", (logits.argmax(1) == labels).float().mean(), on_step=False, on_epoch=True,
                  batch_size=len(labels), sync_dist=True)
