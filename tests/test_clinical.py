@@ -187,3 +187,18 @@ def test_noise_is_flagged_and_refused_on_request(trained_run, tmp_path, capsys):
     assert main(["predict", str(trained_run[1]), str(noise), "--refuse-ood", "--out", str(out)]) == 1
     row = json.loads(out.read_text())[0]
     assert row["error"].startswith("refused:") and row["probability"] is None
+
+
+def test_export_refuses_pooling_onnx_cannot_express(tmp_path):
+    import torch
+
+    from thyronet.clinical.export import export_onnx, uneven_adaptive_pooling
+    from thyronet.errors import ThyronetError
+    from thyronet.models import create_model
+
+    alexnet = create_model("alexnet", in_chans=1).eval()
+    assert uneven_adaptive_pooling(alexnet, torch.randn(1, 1, 96, 96)) == "2x2 -> 6x6"
+    assert uneven_adaptive_pooling(alexnet, torch.randn(1, 1, 224, 224)) is None
+    with pytest.raises(ThyronetError, match="96-px model cannot be exported to ONNX: its adaptive pooling maps 2x2 -> 6x6"):
+        export_onnx(alexnet, tmp_path / "a.onnx", 1, 96)
+    assert not (tmp_path / "a.onnx").exists()

@@ -23,13 +23,22 @@ def export_onnx(
     path = Path(path)
     model.eval()
     example = torch.randn(1, in_chans, size, size)
+    uneven = uneven_adaptive_pooling(model, example)
+    if uneven:
+        raise ThyronetError(f"{path}: this {size}-px model cannot be exported to ONNX: its adaptive pooling maps {uneven}, "
+                            "which ONNX cannot express (VGG and AlexNet below 224 px); use the checkpoint, or a model "
+                            "trained at 224 px")
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model, (example,), str(tmp), input_names=["image"], output_names=["logits"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET,
-            dynamo=False, external_data=False,
-        )
+        try:
+            torch.onnx.export(
+                model, (example,), str(tmp), input_names=["image"], output_names=["logits"],
+                dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET,
+                dynamo=False, external_data=False,
+            )
+        except torch.onnx.OnnxExporterError as error:
+            reason = str(error).split(" [Caused by")[0]
+            raise ThyronetError(f"{path}: this model cannot be exported to ONNX ({reason}); use the checkpoint") from None
         if metadata:
             import onnx
 
@@ -37,6 +46,27 @@ def export_onnx(
             onnx.helper.set_model_props(proto, metadata)
             onnx.save(proto, str(tmp))
     return path
+
+
+def uneven_adaptive_pooling(model: nn.Module, example: torch.Tensor) -> str | None:
+    """The first adaptive pooling whose input is not a whole multiple of its output ("3x3 -> 7x7"),
+    or None. torch's ONNX exporter refuses those, after printing the whole graph to the terminal."""
+    uneven: list[str] = []
+
+    def check(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        (height, width), (out_h, out_w) = inputs[0].shape[-2:], output.shape[-2:]
+        if height % out_h or width % out_w:
+            uneven.append(f"{height}x{width} -> {out_h}x{out_w}")
+
+    pools = [m for m in model.modules() if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))]
+    handles = [pool.register_forward_hook(check) for pool in pools]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return uneven[0] if uneven else None
 
 
 class OnnxClassifier:
