@@ -15,12 +15,13 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from thyronet.clinical.backends import load_backend
+from thyronet.clinical.backends import Backend, load_backend
 from thyronet.clinical.explain import CamExplainer
 from thyronet.clinical.export import export_onnx
 from thyronet.clinical.predict import predict_image
@@ -28,6 +29,7 @@ from thyronet.data.imageio import read_image
 from thyronet.engine.inference import read_checkpoint
 from thyronet.engine.provenance import processor
 from thyronet.engine.segmenter import Segmenter
+from thyronet.errors import ThyronetError
 
 TARGET_MS = 60.0
 SEGMENT_TARGET_MS = 50.0
@@ -59,6 +61,20 @@ def segmenter_latency(segmenter: Segmenter, images: list[np.ndarray], args: argp
     print(f"target: segmentation of one image under {SEGMENT_TARGET_MS:.0f} ms -> median {median:.1f} ms "
           f"({'met' if median < SEGMENT_TARGET_MS else 'NOT met'})")
     return 0
+
+
+def onnx_latency(backend: Backend, size: int, threads: int, repeats: int, next_image: Callable[[], np.ndarray]) -> list[float] | None:
+    """Per-image times of preparing and predicting through onnxruntime, or None (said why) when the
+    model cannot be exported."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = backend.config.data
+        try:
+            path = export_onnx(backend.loaded.model, Path(tmp) / "m.onnx", data.in_chans, size, backend.metadata())
+        except ThyronetError as error:
+            print(f"prepare + predict, onnxruntime: not measured ({error})")
+            return None
+        onnx_backend = load_backend(path, threads=threads)
+        return timed(lambda: predict_image(onnx_backend, next_image(), "x"), repeats)
 
 
 def main() -> int:
@@ -97,14 +113,10 @@ def main() -> int:
     eager = timed(lambda: predict_image(backend, next_image(), "x"), args.repeats)
     report("prepare + predict, torch eager", eager)
     best = statistics.median(eager)
-    if backend.config.data.roi.mode == "none":  # ONNX exports carry no segmenter
-        with tempfile.TemporaryDirectory() as tmp:
-            data = backend.config.data
-            onnx_path = export_onnx(backend.loaded.model, Path(tmp) / "m.onnx", data.in_chans, size, backend.metadata())
-            onnx_backend = load_backend(onnx_path, threads=args.threads)
-            onnx = timed(lambda: predict_image(onnx_backend, next_image(), "x"), args.repeats)
-            report("prepare + predict, onnxruntime", onnx)
-            best = min(best, statistics.median(onnx))
+    onnx = onnx_latency(backend, size, args.threads, args.repeats, next_image) if backend.config.data.roi.mode == "none" else None
+    if onnx:  # ONNX exports carry no segmenter: region models are timed eagerly only
+        report("prepare + predict, onnxruntime", onnx)
+        best = min(best, statistics.median(onnx))
     explainer = CamExplainer(backend, "gradcam")
     report("Grad-CAM (prepared input)", timed(lambda: explainer(backend.to_tensor(backend.prepare(next_image()).image)),
                                               args.repeats))
