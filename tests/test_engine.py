@@ -124,6 +124,7 @@ def test_config_overrides_and_errors():
         load_config("nonexistent")
     with pytest.raises(ThyronetError, match="checkpoint_every: expected a whole number of epochs >= 1"):
         load_config("cpu", ["trainer.checkpoint_every=0"])
+    assert load_config("cpu", ["train.precision=32"]).train.precision == "32"  # a number in YAML, text to Lightning
     with pytest.raises(ThyronetError, match="preprocess.fit"):
         load_config("cpu", ["data.preprocess.fit=crop"])
 

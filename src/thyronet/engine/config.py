@@ -138,6 +138,8 @@ def _check_type(name: str, value: Any, kind: Any) -> Any:
     allowed = tuple(t for t in (get_args(kind) or (kind,)) if isinstance(t, type))
     if float in allowed and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if allowed == (str,) and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # YAML reads `precision: 32` as a number
     if allowed and not isinstance(value, allowed) or isinstance(value, bool) and bool not in allowed:
         names = " or ".join(t.__name__ for t in allowed)
         raise ThyronetError(f"config {name}: expected {names}, got {value!r}")
