@@ -337,3 +337,30 @@ def test_label_smoothing_and_mixup_change_the_training_loss_as_defined(tmp_path)
     assert mixed[0] == mixed[1] and mixed[0] != mixed[2] and all(np.isfinite(mixed))  # drawn from the seeded RNG
     with pytest.raises(ThyronetError, match="label_smoothing"):
         load_config("cpu", ["train.label_smoothing=1.0"])
+
+
+class RecordWeights(L.Callback):
+    """Keeps a copy of one weight after every optimiser step."""
+
+    def __init__(self, name):
+        self.name, self.seen = name, []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.seen.append(dict(pl_module.named_parameters())[self.name].detach().clone())
+
+
+def test_weight_average_is_the_exponential_moving_average_of_the_steps(collection, tmp_path):
+    split = holdout_plan(collection, 0.25, 0.25, seed=0).splits[0]
+    name = "model.fc.weight"
+    recorder = RecordWeights(name)
+    fit(tiny_config(tmp_path, "train.ema_decay=0.6"), collection, split, tmp_path / "ema", callbacks=[recorder])
+    expected = recorder.seen[0]
+    for weights in recorder.seen[1:]:
+        expected = 0.6 * expected + 0.4 * weights
+    saved = torch.load(tmp_path / "ema" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert torch.allclose(saved["state_dict"][name], expected, atol=1e-6)
+    assert torch.equal(saved["current_model_state"][name], recorder.seen[-1])
+    assert not torch.allclose(expected, recorder.seen[-1])
+    assert load_checkpoint(tmp_path / "ema" / "checkpoints" / "best.ckpt").info  # loads as any run's model
+    with pytest.raises(ThyronetError, match="ema_decay"):
+        load_config("cpu", ["train.ema_decay=1.5"])

@@ -66,6 +66,9 @@ class TrainConfig:
     # mixup (Zhang et al. 2018): each training batch blended with a shuffled copy of itself, the
     # weight drawn from Beta(mixup, mixup), the losses blended alike; 0 turns it off
     mixup: float = 0.0
+    # exponential moving average of the weights (EMA): validation, checkpoints and predictions use
+    # the average; None turns it off. A DDTI epoch is ~7 steps, so 0.95 averages ~3 epochs
+    ema_decay: float | None = None
     channels_last: bool = False
     early_stopping_patience: int | None = None
     target_sensitivity: float = 0.9  # the operating threshold is chosen on validation for this
@@ -75,6 +78,8 @@ class TrainConfig:
             raise ThyronetError(f"config train.label_smoothing: expected 0 <= value < 1, got {self.label_smoothing}")
         if self.mixup < 0:
             raise ThyronetError(f"config train.mixup: expected a Beta parameter >= 0 (0: off), got {self.mixup}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ThyronetError(f"config train.ema_decay: expected 0 < value < 1 (or null: off), got {self.ema_decay}")
 
 
 @dataclass

@@ -30,7 +30,7 @@ import lightning as L
 import numpy as np
 import torch
 import yaml
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from ..data.records import Collection, ImageRecord
@@ -121,6 +121,10 @@ def _trainer(config: RunConfig, run_dir: Path, callbacks: Sequence[L.Callback], 
     all_callbacks: list[L.Callback] = [best, last, StepSeed(config.seed), EpochHistory(run_dir), ProgressLine(), *callbacks]
     if config.train.early_stopping_patience:
         all_callbacks.append(EarlyStopping(monitor, patience=config.train.early_stopping_patience, mode="max"))
+    if config.train.ema_decay is not None:
+        # validates with the average and saves it as the checkpoint's weights (the raw weights
+        # travel beside them, for --resume)
+        all_callbacks.append(EMAWeightAveraging(decay=config.train.ema_decay))
     trainer_config = config.trainer
     trainer = L.Trainer(
         max_epochs=config.train.epochs,
