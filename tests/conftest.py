@@ -27,11 +27,11 @@ def training_ddti(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(training_ddti, tmp_path_factory) -> Path:
-    """The run folder of a 1-epoch ResNet18 (48 px, 1 channel) trained on the synthetic DDTI."""
+    """The run folder of a 1-epoch whole-frame ResNet18 (48 px, 1 channel) trained on the synthetic DDTI."""
     from thyronet.cli import main
 
     out = tmp_path_factory.mktemp("tiny-run")
-    assert main(["train", "--data", str(training_ddti), "--model", "resnet18", "--epochs", "1", "--set", "data.preprocess.size=48",
+    assert main(["train", "--config", "frame", "--data", str(training_ddti), "--model", "resnet18", "--epochs", "1", "--set", "data.preprocess.size=48",
                  "--set", "train.batch_size=8", "--set", "trainer.threads=1", "--output-dir", str(out)]) == 0
     return next(out.iterdir())
 

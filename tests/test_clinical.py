@@ -70,7 +70,7 @@ def trained_run(training_ddti, tmp_path_factory):
     runs = {}
     for in_chans in (1, 3):
         out = tmp_path_factory.mktemp(f"clinical{in_chans}")
-        assert main(["train", "--data", str(training_ddti), "--model", "resnet18", "--epochs", "1",
+        assert main(["train", "--config", "frame", "--data", str(training_ddti), "--model", "resnet18", "--epochs", "1",
                      "--set", "data.preprocess.size=48", "--set", f"data.in_chans={in_chans}",
                      "--set", "train.batch_size=8", "--set", "trainer.threads=1", "--output-dir", str(out)]) == 0
         runs[in_chans] = next(out.iterdir())

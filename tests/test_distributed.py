@@ -16,7 +16,7 @@ THYRONET = shutil.which("thyronet", path=str(Path(sys.executable).parent)) or sh
 def test_ddp_two_cpu_processes_train_one_epoch(training_ddti, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     command = [
-        THYRONET, "train", "--data", str(training_ddti), "--model", "resnet18", "--epochs", "1",
+        THYRONET, "train", "--config", "frame", "--data", str(training_ddti), "--model", "resnet18", "--epochs", "1",
         "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--output-dir", str(tmp_path),
         "--set", "data.preprocess.size=32", "--set", "train.batch_size=4", "--set", "trainer.threads=1",
     ]

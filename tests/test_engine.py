@@ -18,7 +18,7 @@ from thyronet.errors import ThyronetError
 
 
 def tiny_config(tmp_path, *extra):
-    return load_config("cpu", [
+    return load_config("frame", [
         "model.name=resnet18", "data.preprocess.size=32", "train.epochs=2", "train.batch_size=8",
         f"output_dir={tmp_path}", "trainer.threads=1", *extra,
     ])
@@ -178,7 +178,7 @@ def test_paired_bootstrap_detects_a_better_model():
 def test_cv_and_compare_and_evaluate_commands(training_ddti, tmp_path, capsys):
     from thyronet.cli import main
 
-    common = ["--data", str(training_ddti), "--set", "data.preprocess.size=32", "--set", "train.batch_size=8",
+    common = ["--config", "frame", "--data", str(training_ddti), "--set", "data.preprocess.size=32", "--set", "train.batch_size=8",
               "--set", "trainer.threads=1", "--epochs", "1", "--folds", "3"]
     cv_dir = tmp_path / "cv"
     assert main(["cv", *common, "--model", "resnet18", "--out", str(cv_dir)]) == 0
@@ -293,7 +293,7 @@ def test_cv_folder_lists_folds_in_numeric_order(tmp_path):
 def test_residual_only_options_and_the_peers(caplog):
     from thyronet.engine.module import build_classifier
 
-    config = load_config("cpu", ["model.name=mobilenet_v2", "model.zero_init_residual=true"])
+    config = load_config("frame", ["model.name=mobilenet_v2", "model.zero_init_residual=true"])
     logger = logging.getLogger("thyronet")  # the CLI stops it propagating to the root (caplog's)
     logger.addHandler(caplog.handler)
     try:
@@ -305,7 +305,7 @@ def test_residual_only_options_and_the_peers(caplog):
     config.model.descriptor_heads = True
     with pytest.raises(ThyronetError, match="mobilenet_v2 has no descriptor heads"):
         build_classifier(config)
-    x4 = build_classifier(load_config("cpu", ["model.zero_init_residual=true"]))
+    x4 = build_classifier(load_config("frame", ["model.zero_init_residual=true"]))
     assert all(float(block.bn3.weight.abs().sum()) == 0 for block in x4.layer1)
 
 
