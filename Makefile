@@ -1,4 +1,4 @@
-# Fresh machine: `make run` (set up .venv, train ThyroNet-X4 on DDTI) or `make test`.
+# Fresh machine: `make run` (set up .venv, train the default segmenter + classifier on DDTI) or `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin

@@ -1,10 +1,10 @@
 """Several `thyronet cv` recipes side by side, one process each, until a deadline.
 
-    python benchmarks/recipe_grid.py RECIPES.yaml OUT [--data PATH] [--deadline SECONDS]
+    python benchmarks/recipe_grid.py RECIPES.yaml OUT [--data PATH] [--deadline SECONDS] [--parallel N]
                                      [--seg-cv SEG_CV_DIR] [--set KEY=VALUE ...]
 
-Meant for a machine with a GPU and many cores, where one DDTI epoch takes about a second and
-running recipes one after another would leave the GPU idle. RECIPES.yaml names a config and, per
+On a GPU with many cores (one DDTI epoch takes about a second) every recipe runs at once, so that
+the GPU is not left idle; on 2 CPU cores, `--parallel 2 --set trainer.threads=1` runs two at a time. RECIPES.yaml names a config and, per
 recipe, its overrides (see benchmarks/recipes/). Each recipe's CV goes to OUT/NAME with its log in
 OUT/NAME.log; a recipe still running at the deadline is stopped and keeps its finished folds (run
 the same command again to continue). With --seg-cv, each finished region-of-interest recipe is
@@ -39,24 +39,34 @@ def launch(name: str, config: str, overrides: list[str], args: argparse.Namespac
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
 
-def wait_all(running: dict[str, subprocess.Popen], deadline: float) -> dict[str, int | None]:
-    """Exit codes by recipe; None for a recipe stopped at the deadline."""
+def run_all(recipes: dict[str, list[str]], config: str, args: argparse.Namespace, deadline: float) -> dict[str, int | None]:
+    """Runs the recipes, at most ``args.parallel`` at a time, in the order given; exit codes by
+    recipe, None for one stopped at the deadline or never started."""
+    pending = list(recipes.items())
+    running: dict[str, subprocess.Popen] = {}
     codes: dict[str, int | None] = {}
-    while len(codes) < len(running):
-        for name, process in running.items():
-            if name not in codes and process.poll() is not None:
+    while pending or running:
+        while pending and len(running) < args.parallel and time.monotonic() < deadline:
+            name, overrides = pending.pop(0)
+            running[name] = launch(name, config, overrides, args)
+        for name, process in list(running.items()):
+            if process.poll() is not None:
                 codes[name] = process.returncode
+                del running[name]
                 print(f"{name}: finished with exit code {process.returncode} at {time.monotonic() - START:.0f} s", flush=True)
         if time.monotonic() > deadline:
             for name, process in running.items():
-                if name not in codes:
-                    process.send_signal(signal.SIGINT)  # `thyronet cv` stops cleanly and says where to resume
-                    try:
-                        process.wait(60)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
-                    codes[name] = None
-                    print(f"{name}: stopped at the deadline", flush=True)
+                process.send_signal(signal.SIGINT)  # `thyronet cv` stops cleanly and says where to resume
+                try:
+                    process.wait(60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                codes[name] = None
+                print(f"{name}: stopped at the deadline", flush=True)
+            for name, _ in pending:
+                codes[name] = None
+                print(f"{name}: not started before the deadline", flush=True)
+            break
         time.sleep(2)
     return codes
 
@@ -96,13 +106,14 @@ def main() -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--data", default="../shared/data/ddti")
     parser.add_argument("--deadline", type=float, default=3600.0, help="seconds before unfinished recipes are stopped (default 3600)")
+    parser.add_argument("--parallel", type=int, default=0, help="recipes running at once (default 0: all of them)")
     parser.add_argument("--seg-cv", type=Path, help="a segmentation CV folder on the same folds, to score the predicted region")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an override for every recipe")
     args = parser.parse_args()
     plan = yaml.safe_load(args.recipes.read_text())
+    args.parallel = args.parallel or len(plan["recipes"])
     args.out.mkdir(parents=True, exist_ok=True)
-    running = {name: launch(name, plan["config"], overrides, args) for name, overrides in plan["recipes"].items()}
-    codes = wait_all(running, START + args.deadline)
+    codes = run_all(plan["recipes"], plan["config"], args, START + args.deadline)
     if args.seg_cv:
         scoring = [score_predicted_region(name, args) for name, code in codes.items() if code == 0 and is_region_recipe(args.out / name)]
         for process in scoring:
