@@ -31,8 +31,9 @@ def tiny_run(training_ddti, tmp_path_factory) -> Path:
     from thyronet.cli import main
 
     out = tmp_path_factory.mktemp("tiny-run")
-    assert main(["train", "--config", "frame", "--data", str(training_ddti), "--model", "resnet18", "--epochs", "1", "--set", "data.preprocess.size=48",
-                 "--set", "train.batch_size=8", "--set", "trainer.threads=1", "--output-dir", str(out)]) == 0
+    assert main(["train", "--config", "frame", "--data", str(training_ddti), "--model", "resnet18", "--epochs", "1",
+                 "--set", "data.preprocess.size=48", "--set", "train.batch_size=8", "--set", "trainer.threads=1",
+                 "--output-dir", str(out)]) == 0
     return next(out.iterdir())
 
 

@@ -174,7 +174,7 @@ def test_weights_that_do_not_fit_are_a_clear_error(tmp_path):
 
 
 def test_thyronet_x4_onnx_matches_torch(tmp_path):
-    from thyronet.clinical.export import OnnxClassifier, export_onnx
+    from thyronet.clinical.export import OnnxGraph, export_onnx
 
     torch.manual_seed(0)
     model = create_model("thyronet_x4", in_chans=1).eval()
@@ -182,4 +182,4 @@ def test_thyronet_x4_onnx_matches_torch(tmp_path):
     batch = torch.randn(3, 1, 64, 64)  # another batch size than the export's example
     with torch.no_grad():
         expected = model(batch).numpy()
-    assert np.abs(OnnxClassifier(path)(batch.numpy()) - expected).max() < 1e-4
+    assert np.abs(OnnxGraph(path)(batch.numpy()) - expected).max() < 1e-4

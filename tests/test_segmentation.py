@@ -176,3 +176,14 @@ def test_predicted_region_classifier_runs_end_to_end(segmenter_run, training_ddt
     assert main(["predict", str(run), str(image), "--box", "190,90,330,210", "--out", str(tmp_path / "b.json")]) == 0
     assert json.loads((tmp_path / "b.json").read_text())[0]["region"] == "box"
     assert main(["segment", str(run), str(image), "--out", str(tmp_path / "s")]) == 0  # the run carries its segmenter
+
+    # exported, the classifier and its segmenter take the raw frame to the same region and answer
+    assert main(["export", str(run), "--onnx", str(tmp_path / "m.onnx")]) == 0
+    assert (tmp_path / "m.segmenter.onnx").is_file()
+    assert main(["predict", "--onnx", str(tmp_path / "m.onnx"), str(image), "--out", str(tmp_path / "o.csv")]) == 0
+    exported = next(csv.DictReader(open(tmp_path / "o.csv")))
+    assert exported["region"] == "predicted" and exported["box"] == row["box"]
+    assert float(exported["probability"]) == pytest.approx(float(row["probability"]), abs=1e-3)
+    (tmp_path / "m.segmenter.onnx").unlink()
+    assert main(["predict", "--onnx", str(tmp_path / "m.onnx"), str(image), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "m.segmenter.onnx is missing" in capsys.readouterr().err

@@ -147,21 +147,15 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..clinical.backends import load_backend
-    from ..clinical.export import export_onnx
+    from ..clinical.backends import export_backend, load_backend
 
     backend = load_backend(args.checkpoint)
-    if backend.loaded is None:
-        raise ThyronetError("export needs a PyTorch checkpoint")
-    if backend.is_ensemble:
-        raise ThyronetError("ONNX export of a fold ensemble is not supported; export one fold's run folder")
-    if backend.config.data.roi.mode != "none":
-        raise ThyronetError("ONNX export of a region-of-interest model is not supported (the ONNX graph would lack the "
-                            "segmenter and the crop); predict and serve it from the checkpoint")
+    path, *segmenter = export_backend(backend, args.onnx)
     data = backend.config.data
-    path = export_onnx(backend.loaded.model, args.onnx, data.in_chans, data.preprocess.size, backend.metadata())
     print(f"wrote {path} (input: batch x {data.in_chans} x {data.preprocess.size} x {data.preprocess.size}; "
           "preprocessing and calibration stored in its metadata)")
+    for extra in segmenter:
+        print(f"wrote {extra} (the segmenter that finds the nodule's region; keep it beside {path.name})")
     return 0
 
 
@@ -207,7 +201,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     analyze.add_argument("--data", help="the DDTI folder (default: the run's data path)")
     analyze.set_defaults(handler=_analyze)
 
-    export = subcommands.add_parser("export", help="export a checkpoint to a single ONNX file (dynamic batch)")
+    export = subcommands.add_parser(
+        "export", help="export a checkpoint to ONNX (dynamic batch; a run that finds the nodule also writes its segmenter beside it)")
     export.add_argument("checkpoint", help="a .ckpt file or run folder")
     export.add_argument("--onnx", required=True, metavar="FILE", help="the ONNX file to write")
     export.set_defaults(handler=_export)

@@ -24,18 +24,21 @@ from ..engine.calibration import Calibration, softmax_malignant
 from ..engine.config import RunConfig, config_from_dict
 from ..engine.ensemble import FoldEnsemble, is_ensemble
 from ..engine.inference import FrameResult, LoadedModel, ModelInput, Predictor, PreparedInput, load_checkpoint
+from ..engine.segmenter import Segmenter
 from ..errors import ThyronetError
-from .export import OnnxClassifier
+from .export import OnnxGraph, OnnxNetwork, export_onnx
 
 
 @dataclass
 class OnnxModel(ModelInput):
     """A classifier exported by ``thyronet export --onnx``, run by onnxruntime: logits only (no
-    descriptor heads, no out-of-distribution gate, no segmenter)."""
+    descriptor heads, no out-of-distribution gate), and the exported segmenter that finds its
+    region of interest where the run predicts one."""
 
     config: RunConfig
     calibration: Calibration
-    session: OnnxClassifier
+    session: OnnxGraph
+    segmenter: Segmenter | None = None
 
     def predict_batch(self, frames: Sequence[np.ndarray], outlines: Sequence[Sequence[Polygon]] | None = None,
                       box: Box | None = None) -> list[FrameResult]:
@@ -95,11 +98,12 @@ class Backend:
         return self.predictor.predict_batch([frame], None, box)[0]
 
     def metadata(self) -> dict[str, str]:
-        """What an ONNX export carries so that it predicts exactly like this checkpoint."""
+        """What an ONNX export carries so that it predicts exactly like this checkpoint (the
+        segmenter's weights travel as their own ONNX file, see :func:`export_backend`)."""
         return {
             "thyronet.config": json.dumps(self.config.to_dict()),
             "thyronet.calibration": json.dumps(self.calibration.to_dict()),
-            "thyronet.info": json.dumps({k: v for k, v in self.info.items() if k != "calibration"}),
+            "thyronet.info": json.dumps({k: v for k, v in self.info.items() if k not in ("calibration", "segmenter")}),
         }
 
 
@@ -110,19 +114,63 @@ def load_backend(path: str | Path, threads: int | None = None) -> Backend:
     if path.suffix.lower() == ".onnx":
         if not path.is_file():
             raise ThyronetError(f"{path}: ONNX file not found")
-        session = OnnxClassifier(path, threads)
+        session = OnnxGraph(path, threads)
         try:
             config = config_from_dict(json.loads(session.metadata["thyronet.config"]))
             calibration = Calibration(**json.loads(session.metadata["thyronet.calibration"]))
             info = json.loads(session.metadata.get("thyronet.info", "{}"))
         except (KeyError, ValueError, TypeError) as error:
             raise ThyronetError(f"{path}: not exported by `thyronet export` (missing {error})") from None
-        if config.data.roi.mode != "none":
-            raise ThyronetError(f"{path}: a region-of-interest model; its ONNX export has no segmenter, use the checkpoint")
-        return Backend(OnnxModel(config, calibration, session), path, "onnxruntime", info)
+        segmenter = _exported_segmenter(path, session, threads)
+        if config.data.roi.mode == "predicted" and segmenter is None:
+            raise ThyronetError(f"{path}: a model that finds the nodule with a segmenter, exported without it; "
+                                "export the run again")
+        return Backend(OnnxModel(config, calibration, session, segmenter), path, "onnxruntime", info)
     if is_ensemble(path):
         ensemble = FoldEnsemble.load(path)
         info = {**ensemble.members[0].info, "ensemble_members": len(ensemble.members)}
         return Backend(ensemble, path, f"torch, ensemble of {len(ensemble.members)}", info)
     loaded = load_checkpoint(path)
     return Backend(loaded, loaded.path, "torch", loaded.info)
+
+
+SEGMENTER_METADATA = "thyronet.segmenter"
+
+
+def export_backend(backend: Backend, path: str | Path) -> list[Path]:
+    """Write a checkpoint's classifier to ONNX at ``path``, its preprocessing and calibration in
+    the file's metadata; a run that finds the nodule with a segmenter gets that segmenter written
+    beside it (``<stem>.segmenter.onnx``, named in the classifier's metadata), so that the pair
+    takes a raw frame end to end. Returns the files written."""
+    loaded = backend.loaded
+    if loaded is None:
+        raise ThyronetError("export needs a PyTorch checkpoint")
+    if backend.is_ensemble:
+        raise ThyronetError("ONNX export of a fold ensemble is not supported; export one fold's run folder")
+    path = Path(path)
+    metadata = backend.metadata()
+    written = []
+    if loaded.segmenter is not None:
+        segmenter, segmenter_file = loaded.segmenter, path.with_name(path.stem + ".segmenter.onnx")
+        data = segmenter.config.data
+        written.append(export_onnx(segmenter.model, segmenter_file, data.in_chans, data.preprocess.size,
+                                   {"thyronet.config": json.dumps(segmenter.config.to_dict())}))
+        metadata[SEGMENTER_METADATA] = segmenter_file.name
+    data = backend.config.data
+    return [export_onnx(loaded.model, path, data.in_chans, data.preprocess.size, metadata), *written]
+
+
+def _exported_segmenter(path: Path, session: OnnxGraph, threads: int | None) -> Segmenter | None:
+    """The segmenter exported beside an ONNX classifier, or None where it has none."""
+    name = session.metadata.get(SEGMENTER_METADATA)
+    if not name:
+        return None
+    segmenter_file = path.with_name(name)
+    if not segmenter_file.is_file():
+        raise ThyronetError(f"{path}: its segmenter {segmenter_file} is missing (export writes both files; keep them together)")
+    graph = OnnxGraph(segmenter_file, threads)
+    try:
+        config = config_from_dict(json.loads(graph.metadata["thyronet.config"]))
+    except (KeyError, ValueError, TypeError) as error:
+        raise ThyronetError(f"{segmenter_file}: not a segmenter exported by `thyronet export` ({error})") from None
+    return Segmenter(OnnxNetwork(graph), config, str(segmenter_file))

@@ -69,7 +69,7 @@ def uneven_adaptive_pooling(model: nn.Module, example: torch.Tensor) -> str | No
     return uneven[0] if uneven else None
 
 
-class OnnxClassifier:
+class OnnxGraph:
     """An onnxruntime session with the same call shape as the torch model (numpy in, numpy out)."""
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
@@ -87,3 +87,18 @@ class OnnxClassifier:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch.astype(np.float32)})[0]
+
+
+class OnnxNetwork:
+    """An ONNX graph called like the torch network it was exported from (tensor in, tensor out),
+    so that code written around the network (the segmenter's pre- and post-processing) runs it
+    unchanged."""
+
+    def __init__(self, graph: OnnxGraph) -> None:
+        self.graph = graph
+
+    def eval(self) -> OnnxNetwork:
+        return self
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.graph(batch.numpy()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -60,10 +60,18 @@ def clean_mask(mask: np.ndarray) -> np.ndarray:
     return np.where(np.isin(labels, keep), 255, 0).astype(np.uint8)
 
 
+class Network(Protocol):
+    """What the segmenter runs: a torch network, or an ONNX export called like one."""
+
+    def eval(self) -> Any: ...
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor: ...
+
+
 class Segmenter:
     """A trained segmentation network with the preprocessing of its run."""
 
-    def __init__(self, model: nn.Module, config: RunConfig, source: str = "") -> None:
+    def __init__(self, model: nn.Module | Network, config: RunConfig, source: str = "") -> None:
         self.model = model.eval()
         self.config = config
         self.source = source
@@ -87,6 +95,8 @@ class Segmenter:
 
     def state(self) -> dict[str, Any]:
         """What a classifier checkpoint embeds to find the nodule without this file."""
+        if not isinstance(self.model, nn.Module):
+            raise ThyronetError(f"{self.source}: an exported segmenter cannot be embedded in a checkpoint; use its run folder")
         return {"config": self.config.to_dict(), "state_dict": self.model.state_dict(), "source": self.source}
 
     @classmethod
