@@ -20,7 +20,7 @@ import torch
 
 from ..data.preprocess import Box
 from ..data.records import Polygon
-from ..engine.calibration import Calibration, softmax_malignant
+from ..engine.calibration import Calibration
 from ..engine.config import RunConfig, config_from_dict
 from ..engine.ensemble import FoldEnsemble, is_ensemble
 from ..engine.inference import FrameResult, LoadedModel, ModelInput, Predictor, PreparedInput, load_checkpoint
@@ -44,7 +44,7 @@ class OnnxModel(ModelInput):
                       box: Box | None = None) -> list[FrameResult]:
         prepared, batch = self.prepare_batch(frames, outlines, box)
         logits = self.session(batch.numpy())
-        probs = softmax_malignant(logits, self.calibration.temperature)
+        probs = self.calibration.probabilities(logits)
         return [FrameResult(float(probs[i]), {}, prepared[i], None, logits[i]) for i in range(len(prepared))]
 
 

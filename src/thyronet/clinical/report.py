@@ -81,7 +81,7 @@ dl {{ display: grid; grid-template-columns: max-content auto; gap: 2px 12px; }}
 <dt>file</dt><dd>{html.escape(str(backend.source))}</dd>
 <dt>operating threshold</dt><dd>{calibration.threshold:.3f}, chosen on validation for sensitivity &ge; {calibration.target_sensitivity}
  (validation sensitivity {sensitivity}, specificity {specificity})</dd>
-<dt>calibration</dt><dd>temperature {calibration.temperature:.3f}, fitted on validation</dd>
+<dt>calibration</dt><dd>temperature {calibration.temperature:.3f}, bias {calibration.bias:+.3f}, fitted on validation</dd>
 <dt>training data fingerprint</dt><dd>{html.escape(str(backend.info.get('data_fingerprint')))}</dd>
 <dt>thyronet</dt><dd>{__version__}, report made {datetime.now(UTC).isoformat(timespec='seconds')}</dd>
 </dl></body></html>

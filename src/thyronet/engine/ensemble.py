@@ -85,7 +85,7 @@ class FoldEnsemble:
                       box: Box | None = None) -> list[FrameResult]:
         """Mean calibrated P(malignant), descriptor probabilities and out-of-distribution score; the
         first member's input. The logits are the log-odds of the mean probability, so that the
-        ensemble's temperature of 1 gives that probability back."""
+        ensemble's calibration (temperature 1, bias 0) gives that probability back."""
         per_member = [member.predict_batch(frames, outlines, box) for member in self.members]
         results = []
         for answers in zip(*per_member, strict=True):

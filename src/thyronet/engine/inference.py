@@ -28,7 +28,7 @@ from ..data.region import crop_region, expert_box
 from ..data.vocabulary import DESCRIPTOR_CLASSES
 from ..errors import DataError
 from ..io import atomic_path, open_atomic
-from .calibration import Calibration, softmax_malignant
+from .calibration import Calibration
 from .config import RunConfig, config_from_dict
 from .layout import RunFolder
 from .ood import FeatureGate
@@ -93,7 +93,7 @@ def prepare_input(
 class FrameResult:
     """One frame's answer: calibrated P(malignant), descriptor class probabilities, the input the
     model saw, how unlike its training images the input is (None without a gate), and the raw
-    logits (benign, malignant) before the temperature."""
+    logits (benign, malignant) before calibration."""
 
     probability: float
     descriptors: dict[str, np.ndarray]
@@ -163,7 +163,7 @@ class LoadedModel(ModelInput):
                       box: Box | None = None) -> list[FrameResult]:
         prepared, batch = self.prepare_batch(frames, outlines, box)
         out = self.outputs(batch)
-        probs = softmax_malignant(out.logits, self.calibration.temperature)
+        probs = self.calibration.probabilities(out.logits)
         scores = self.ood_score(out.features)
         return [
             FrameResult(float(probs[i]), {name: p[i] for name, p in out.descriptors.items()}, prepared[i],
@@ -260,7 +260,7 @@ class Predictions:
 
     @property
     def probs(self) -> np.ndarray:
-        return softmax_malignant(self.logits, self.calibration.temperature)
+        return self.calibration.probabilities(self.logits)
 
     @property
     def labels(self) -> np.ndarray:
