@@ -169,7 +169,9 @@ def test_page_in_headless_chromium(tiny_run, tmp_path):
 def test_a_request_out_of_time_gets_504_and_does_not_hold_the_model(tiny_run):
     from thyronet.serve.app import RequestExpired
 
-    app = create_app(tiny_run, ServiceSettings(timeout_s=0.5))
+    # long enough for the last request on a loaded 2-core machine (0.5 s was not), short enough
+    # that waiting for the held lock costs the suite little
+    app = create_app(tiny_run, ServiceSettings(timeout_s=5.0))
     service, client = app.state.service, TestClient(app)
     payload = png_bytes(ultrasound_image(0, True))
     with service.lock:  # another request holds the model past this one's time
