@@ -28,6 +28,9 @@ from ..engine.segmenter import Segmenter
 from ..errors import ThyronetError
 from .export import OnnxGraph, OnnxNetwork, export_onnx
 
+# keys of an ONNX export's metadata
+CONFIG_METADATA, SEGMENTER_METADATA = "thyronet.config", "thyronet.segmenter"
+
 
 @dataclass
 class OnnxModel(ModelInput):
@@ -101,7 +104,7 @@ class Backend:
         """What an ONNX export carries so that it predicts exactly like this checkpoint (the
         segmenter's weights travel as their own ONNX file, see :func:`export_backend`)."""
         return {
-            "thyronet.config": json.dumps(self.config.to_dict()),
+            CONFIG_METADATA: json.dumps(self.config.to_dict()),
             "thyronet.calibration": json.dumps(self.calibration.to_dict()),
             "thyronet.info": json.dumps({k: v for k, v in self.info.items() if k not in ("calibration", "segmenter")}),
         }
@@ -115,8 +118,8 @@ def load_backend(path: str | Path, threads: int | None = None) -> Backend:
         if not path.is_file():
             raise ThyronetError(f"{path}: ONNX file not found")
         session = OnnxGraph(path, threads)
+        config = _exported_config(session, path)
         try:
-            config = config_from_dict(json.loads(session.metadata["thyronet.config"]))
             calibration = Calibration(**json.loads(session.metadata["thyronet.calibration"]))
             info = json.loads(session.metadata.get("thyronet.info", "{}"))
         except (KeyError, ValueError, TypeError) as error:
@@ -132,9 +135,6 @@ def load_backend(path: str | Path, threads: int | None = None) -> Backend:
         return Backend(ensemble, path, f"torch, ensemble of {len(ensemble.members)}", info)
     loaded = load_checkpoint(path)
     return Backend(loaded, loaded.path, "torch", loaded.info)
-
-
-SEGMENTER_METADATA = "thyronet.segmenter"
 
 
 def export_backend(backend: Backend, path: str | Path) -> list[Path]:
@@ -154,7 +154,7 @@ def export_backend(backend: Backend, path: str | Path) -> list[Path]:
         segmenter, segmenter_file = loaded.segmenter, path.with_name(path.stem + ".segmenter.onnx")
         data = segmenter.config.data
         written.append(export_onnx(segmenter.model, segmenter_file, data.in_chans, data.preprocess.size,
-                                   {"thyronet.config": json.dumps(segmenter.config.to_dict())}))
+                                   {CONFIG_METADATA: json.dumps(segmenter.config.to_dict())}))
         metadata[SEGMENTER_METADATA] = segmenter_file.name
     data = backend.config.data
     return [export_onnx(loaded.model, path, data.in_chans, data.preprocess.size, metadata), *written]
@@ -169,8 +169,12 @@ def _exported_segmenter(path: Path, session: OnnxGraph, threads: int | None) -> 
     if not segmenter_file.is_file():
         raise ThyronetError(f"{path}: its segmenter {segmenter_file} is missing (export writes both files; keep them together)")
     graph = OnnxGraph(segmenter_file, threads)
+    return Segmenter(OnnxNetwork(graph), _exported_config(graph, segmenter_file), str(segmenter_file))
+
+
+def _exported_config(graph: OnnxGraph, path: Path) -> RunConfig:
+    """The run config `thyronet export` stored in an ONNX file's metadata."""
     try:
-        config = config_from_dict(json.loads(graph.metadata["thyronet.config"]))
+        return config_from_dict(json.loads(graph.metadata[CONFIG_METADATA]))
     except (KeyError, ValueError, TypeError) as error:
-        raise ThyronetError(f"{segmenter_file}: not a segmenter exported by `thyronet export` ({error})") from None
-    return Segmenter(OnnxNetwork(graph), config, str(segmenter_file))
+        raise ThyronetError(f"{path}: not exported by `thyronet export` (missing {error})") from None

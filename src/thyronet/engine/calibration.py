@@ -15,16 +15,21 @@ import numpy as np
 import torch
 
 
+def _log_odds(logits: np.ndarray) -> torch.Tensor:
+    """logit_malignant - logit_benign of (N, 2) logits, in float64."""
+    logits_t = torch.as_tensor(logits, dtype=torch.float64)
+    return logits_t[:, 1] - logits_t[:, 0]
+
+
 def calibrated_malignant(logits: np.ndarray, temperature: float = 1.0, bias: float = 0.0) -> np.ndarray:
     """P(malignant) = sigmoid((logit_malignant - logit_benign) / temperature + bias)."""
-    log_odds = torch.as_tensor(logits, dtype=torch.float64)
-    return torch.sigmoid((log_odds[:, 1] - log_odds[:, 0]) / temperature + bias).numpy()
+    return torch.sigmoid(_log_odds(logits) / temperature + bias).numpy()
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, bias: bool = False, iterations: int = 200) -> tuple[float, float]:
     """The temperature T > 0 (and, with ``bias``, the shift b) minimising the negative
     log-likelihood of sigmoid(log-odds / T + b); b is 0 without ``bias``."""
-    log_odds = torch.as_tensor(logits[:, 1] - logits[:, 0], dtype=torch.float64)
+    log_odds = _log_odds(logits)
     targets = torch.as_tensor(labels, dtype=torch.float64)
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)  # optimise log T: T stays positive
     shift = torch.zeros(1, dtype=torch.float64, requires_grad=bias)
@@ -42,8 +47,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, bias: bool = False, 
 
 
 def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0, bias: float = 0.0) -> float:
-    probs = torch.as_tensor(calibrated_malignant(logits, temperature, bias))
-    return float(torch.nn.functional.binary_cross_entropy(probs, torch.as_tensor(labels, dtype=torch.float64)))
+    targets = torch.as_tensor(labels, dtype=torch.float64)
+    return float(torch.nn.functional.binary_cross_entropy_with_logits(_log_odds(logits) / temperature + bias, targets))
 
 
 def threshold_for_sensitivity(labels: np.ndarray, probs: np.ndarray, target: float = 0.9) -> float:
