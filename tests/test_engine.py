@@ -186,6 +186,7 @@ def test_cv_and_compare_and_evaluate_commands(training_ddti, tmp_path, capsys):
     assert summary["folds"] == 3 and len(summary["case_auroc"]["folds"]) == 3
     assert summary["pooled_cases"] == 18  # every labelled case scored once, out of fold
     assert (cv_dir / "roc_pooled.png").is_file() and "mean ± std" in (cv_dir / "cv_summary.md").read_text()
+    assert not list(cv_dir.glob("fold-*/checkpoints/last.ckpt"))  # finished folds keep no resume checkpoint
     # running it again resumes: every fold is already done
     assert main(["cv", *common, "--model", "resnet18", "--out", str(cv_dir)]) == 0
     assert "done earlier" in capsys.readouterr().err
