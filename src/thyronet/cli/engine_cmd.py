@@ -12,13 +12,16 @@ from ..errors import ThyronetError
 from .data_cmd import STRICT_HELP, add_data_arguments, load_collection, report_issues
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Config file and the overrides every training command shares."""
+def add_config_arguments(parser: argparse.ArgumentParser, data: bool = True) -> None:
+    """Config file and the overrides every training command shares (``data``: with --data)."""
     shipped = ", ".join(shipped_configs())
     parser.add_argument("--config", default="cpu", help=f"YAML file or shipped config name: {shipped} (default: %(default)s)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
-    add_data_arguments(parser, positional=False)
+    if data:
+        add_data_arguments(parser, positional=False)
+    else:
+        parser.add_argument("--strict", action="store_true", help=STRICT_HELP)
     parser.add_argument("--model", help="registry model name (see `thyronet models`)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--seed", type=int)
@@ -29,15 +32,17 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", help="auto, ddp, ddp_spawn, ... (passed to Lightning)")
 
 
-def resolve_config(args: argparse.Namespace) -> RunConfig:
+def resolve_config(args: argparse.Namespace, epochs_key: str = "train.epochs") -> RunConfig:
+    """The config file with --set and the shorthand options applied (``--epochs`` sets ``epochs_key``)."""
     shorthands = {
-        "model.name": args.model, "train.epochs": args.epochs, "seed": args.seed, "output_dir": args.output_dir,
+        "model.name": args.model, epochs_key: args.epochs, "seed": args.seed, "output_dir": args.output_dir,
         "trainer.accelerator": args.accelerator, "trainer.devices": args.devices,
         "trainer.num_nodes": args.num_nodes, "trainer.strategy": args.strategy, "split.folds": getattr(args, "folds", None),
     }
     overrides = list(args.overrides) + [f"{key}={value}" for key, value in shorthands.items() if value is not None]
     config = load_config(args.config, overrides)
-    config.data.path = str(resolve_data_path(args.data or config.data.path))
+    if hasattr(args, "data"):
+        config.data.path = str(resolve_data_path(args.data or config.data.path))
     return config
 
 
@@ -78,6 +83,21 @@ def _cv(args: argparse.Namespace) -> int:
     config, collection = _fold_setup(args)
     out = Path(args.out or Path(config.output_dir) / f"cv-{config.model.name}-k{config.split.folds}-seed{config.seed}")
     return 0 if cross_validate(config, collection, out) is not None else 130
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from ..engine.pretrain import pretrain
+
+    if not args.images and not args.unlabelled:
+        raise ThyronetError("nothing to pretrain on: give --images SOURCE and/or --unlabelled SOURCE")
+    config = resolve_config(args, epochs_key="pretrain.epochs")
+    records = []
+    for source in args.images:
+        records += load_collection(source, args.strict).images
+    for source in args.unlabelled:
+        records += [r for r in load_collection(source, args.strict).images if r.label is None]
+    out = Path(args.out or Path(config.output_dir) / f"pretrain-{config.model.name}-seed{config.seed}")
+    return 0 if pretrain(config, records, out) is not None else 130
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -144,6 +164,19 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     cv.add_argument("--folds", type=int, help="number of folds (default: from the config, 5)")
     cv.add_argument("--out", help="CV folder; running the same command again resumes it")
     cv.set_defaults(handler=_cv)
+
+    pretrain = subcommands.add_parser(
+        "pretrain", help="self-supervised pretraining of the encoder on images without their labels (SimCLR)",
+        description="Pretrain the config's model on ultrasound images, labels unused; the encoder it writes "
+                    "(OUT/encoder.pt) is what --set model.weights=... takes. Images of cases that a later "
+                    "evaluation scores should not be pretrained on: take such a source with --unlabelled.")
+    add_config_arguments(pretrain, data=False)
+    pretrain.add_argument("--images", action="append", default=[], metavar="SOURCE",
+                          help="a source whose every image is used, e.g. another organ's ultrasound (repeatable)")
+    pretrain.add_argument("--unlabelled", action="append", default=[], metavar="SOURCE",
+                          help="a source of which only the images without a label are used (repeatable)")
+    pretrain.add_argument("--out", help="pretraining folder; running the same command again resumes it")
+    pretrain.set_defaults(handler=_pretrain)
 
     compare = subcommands.add_parser("compare", help="cross-validate several models on the same folds (Tables 1-2)")
     add_config_arguments(compare)

@@ -93,7 +93,8 @@ class ProgressLine(L.Callback):
         def value(key: str) -> str:
             return f"{float(metrics[key]):.3f}"
 
-        shown = [k for k in ("train/loss", "train/acc", "train/dice", "val/loss", "val/acc", "val/auroc", "val/auroc_case",
-                             "val/dice") if k in metrics and not math.isnan(float(metrics[k]))]
+        keys = ("train/loss", "train/acc", "train/pair_acc", "train/dice", "val/loss", "val/acc", "val/auroc", "val/auroc_case",
+                "val/dice")
+        shown = [k for k in keys if k in metrics and not math.isnan(float(metrics[k]))]
         log.info("epoch %d/%d  %s", trainer.current_epoch + 1, trainer.max_epochs,
                  "  ".join(f"{k} {value(k)}" for k in shown))

@@ -114,6 +114,27 @@ class InferenceConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """Self-supervised pretraining of the encoder (``thyronet pretrain``, SimCLR): two views of
+    each image that differ in what should not matter (the box's position and size, gain,
+    speckle), and an encoder taught to tell which views belong together."""
+
+    epochs: int = 40
+    batch_size: int = 64  # images per step; the contrastive loss sees 2 x batch_size views
+    lr: float = 1e-3
+    temperature: float = 0.2
+    projection_dim: int = 128
+    jitter: float = 0.5  # box jitter of the views (fraction of the box's size), wider than training's
+    photometric: float = 0.4  # brightness and contrast range of the views
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 2:
+            raise ThyronetError(f"config pretrain.batch_size: a contrastive batch needs >= 2 images, got {self.batch_size}")
+        if self.temperature <= 0:
+            raise ThyronetError(f"config pretrain.temperature: expected > 0, got {self.temperature}")
+
+
+@dataclass
 class RunConfig:
     task: Literal["classify", "segment"] = "classify"
     seed: int = 42
@@ -124,6 +145,7 @@ class RunConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

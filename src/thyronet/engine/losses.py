@@ -1,4 +1,5 @@
-"""Loss functions beyond plain cross-entropy: masked multi-task descriptor loss, Dice + BCE."""
+"""Loss functions beyond plain cross-entropy: masked multi-task descriptor loss, Dice + BCE,
+the contrastive loss of self-supervised pretraining."""
 
 from __future__ import annotations
 
@@ -37,3 +38,22 @@ def dice_bce_loss(logits: Tensor, masks: Tensor, smooth: float = 1.0) -> Tensor:
     flat = masks.flatten(1)
     dice = (2 * (probs * flat).sum(1) + smooth) / (probs.sum(1) + flat.sum(1) + smooth)
     return bce + (1 - dice).mean()
+
+
+def contrastive_loss(embeddings: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+    """NT-Xent (SimCLR, Chen et al. 2020) and its pair accuracy.
+
+    ``embeddings`` is (2n, d): rows i and i + n are two views of one image. Each view's partner
+    must be picked out among the other 2n - 1 views by cosine similarity; the accuracy is the
+    fraction of views whose most similar other view is their partner.
+    """
+    count = embeddings.shape[0]
+    if count % 2 or count < 4:
+        raise ValueError(f"contrastive_loss: expected an even number >= 4 of views, got {count}")
+    unit = F.normalize(embeddings.float(), dim=1)
+    similarity = unit @ unit.T / temperature
+    similarity.fill_diagonal_(float("-inf"))  # a view is not its own partner
+    partners = torch.arange(count, device=embeddings.device).roll(count // 2)
+    loss = F.cross_entropy(similarity, partners)
+    accuracy = (similarity.argmax(1) == partners).float().mean()
+    return loss, accuracy

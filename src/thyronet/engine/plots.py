@@ -23,10 +23,12 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_curves(history: Sequence[Mapping[str, float]], path: Path) -> Path:
-    """Loss and the task's measures per epoch (accuracy and AUROC, or Dice), train beside validation."""
+    """Loss and the task's measures per epoch (accuracy and AUROC, Dice, or pretraining's pair
+    accuracy), train beside validation."""
     epochs = [row["epoch"] for row in history]
     keys = {k.split("/", 1)[1] for row in history for k in row if "/" in k}
-    panels = [(key, title) for key, title in (("loss", "Loss"), ("acc", "Accuracy"), ("auroc", "AUROC"), ("dice", "Dice"))
+    panels = [(key, title) for key, title in (("loss", "Loss"), ("acc", "Accuracy"), ("auroc", "AUROC"), ("dice", "Dice"),
+                                                  ("pair_acc", "Pair accuracy (views matched)"))
               if key in keys]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6), squeeze=False)
     for axis, (key, title) in zip(axes[0], panels, strict=True):

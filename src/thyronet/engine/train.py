@@ -108,17 +108,21 @@ def resolve_precision(config: RunConfig) -> str:
     return "bf16-mixed" if cpu_bf16() else "32-true"
 
 
-def _trainer(config: RunConfig, run_dir: Path, callbacks: Sequence[L.Callback], monitor: str) -> L.Trainer:
+def build_trainer(config: RunConfig, run_dir: Path, callbacks: Sequence[L.Callback], monitor: str | None) -> L.Trainer:
+    """The Lightning trainer of a run: ``best.ckpt`` by ``monitor`` (none without one), ``last.ckpt``
+    to resume from, per-epoch history, seeds per step, atomic checkpoints."""
     _quiet_lightning()
-    best = ModelCheckpoint(
-        dirpath=RunFolder(run_dir).checkpoints, filename="best", monitor=monitor, mode="max",
-        enable_version_counter=False, auto_insert_metric_name=False,
-    )
+    saving: list[L.Callback] = []
+    if monitor:
+        saving.append(ModelCheckpoint(
+            dirpath=RunFolder(run_dir).checkpoints, filename="best", monitor=monitor, mode="max",
+            enable_version_counter=False, auto_insert_metric_name=False,
+        ))
     # Lightning's save_last refreshes last.ckpt only in epochs that improved the monitor, so the
     # latest epoch gets its own unmonitored checkpoint (what --resume continues from).
     last = ModelCheckpoint(dirpath=RunFolder(run_dir).checkpoints, filename="last", save_top_k=1,
                            every_n_epochs=config.trainer.checkpoint_every, enable_version_counter=False)
-    all_callbacks: list[L.Callback] = [best, last, StepSeed(config.seed), EpochHistory(run_dir), ProgressLine(), *callbacks]
+    all_callbacks: list[L.Callback] = [*saving, last, StepSeed(config.seed), EpochHistory(run_dir), ProgressLine(), *callbacks]
     if config.train.early_stopping_patience:
         all_callbacks.append(EarlyStopping(monitor, patience=config.train.early_stopping_patience, mode="max"))
     if config.train.ema_decay is not None:
@@ -145,6 +149,23 @@ def _trainer(config: RunConfig, run_dir: Path, callbacks: Sequence[L.Callback], 
     return trainer
 
 
+def run_trainer(trainer: L.Trainer, run_dir: Path, module: L.LightningModule, resume: bool, **data: Any) -> bool:
+    """``trainer.fit`` in ``run_dir`` (from its last checkpoint when resuming); False if interrupted."""
+    previous = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the processes Lightning launches for DDP
+    try:
+        trainer.fit(module, ckpt_path=str(RunFolder(run_dir).last) if resume else None, **data)
+    except SystemExit:  # Lightning's answer to Ctrl-C, after its graceful shutdown
+        if not trainer.interrupted:
+            raise
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = previous
+    return not trainer.interrupted
+
+
 def fit(
     config: RunConfig,
     collection: Collection,
@@ -159,8 +180,7 @@ def fit(
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
     folder = RunFolder(run_dir)
-    last = folder.last
-    if resume and not last.is_file():
+    if resume and not folder.last.is_file():
         raise ThyronetError(f"{run_dir}: no checkpoints/last.ckpt to resume from")
     if not resume and is_global_zero():
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -180,20 +200,8 @@ def fit(
     else:
         weights = datamodule.class_weights().tolist() if config.train.imbalance == "weighted_loss" else None
         module = ThyroNetModule(config.to_dict(), weights)
-    trainer = _trainer(config, run_dir, callbacks, module.monitor)
-    previous = os.environ.get(RUN_DIR_ENV)
-    os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the processes Lightning launches for DDP
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
-    except SystemExit:  # Lightning's answer to Ctrl-C, after its graceful shutdown
-        if not trainer.interrupted:
-            raise
-    finally:
-        if previous is None:
-            os.environ.pop(RUN_DIR_ENV, None)
-        else:
-            os.environ[RUN_DIR_ENV] = previous
-    if trainer.interrupted:
+    trainer = build_trainer(config, run_dir, callbacks, module.monitor)
+    if not run_trainer(trainer, run_dir, module, resume, datamodule=datamodule):
         log.warning("interrupted: checkpoints/last.ckpt holds the last finished epoch; "
                     "continue with  thyronet train --resume %s", run_dir)
         return RunResult(run_dir, {}, completed=False)

@@ -7,7 +7,8 @@ Accepted: a plain state dict, or a checkpoint holding one under ``state_dict``/`
 * a 3-channel stem loaded into a 1-channel model is summed over its RGB filters;
 * a 3x3 kernel loaded into a 5x5 convolution is zero-padded around the centre, so ThyroNet-X4
   initialised from ResNeXt-50 32x4d weights computes exactly what that network computes;
-* a classifier of another number of classes is left freshly initialised.
+* a classifier of another number of classes, or one the file does not hold (a pretrained
+  encoder), is left freshly initialised, and so are descriptor heads.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..errors import DataError
 log = logging.getLogger(__name__)
 STATE_KEYS = ("state_dict", "model", "state_dict_ema", "model_state_dict")
 PREFIXES = ("module.", "model.")
+HEADS = ("fc", "classifier", "head", "descriptor_heads")  # task heads: a weights file may leave them out
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -82,7 +84,7 @@ def load_pretrained(model: nn.Module, path: str | Path) -> None:
             skipped.append(name)
         else:
             merged[name] = adapted
-    head = {name for name in skipped if name.split(".")[0] in ("fc", "classifier", "head")}
+    head = {name for name in skipped if name.split(".")[0] in HEADS}
     missing = [name for name in skipped if name not in head and not name.endswith("num_batches_tracked")]
     if missing:
         raise DataError(
