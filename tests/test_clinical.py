@@ -13,7 +13,7 @@ from thyronet.engine.calibration import (
     calibrate,
     calibrated_malignant,
     expected_calibration_error,
-    fit_temperature,
+    fit_platt,
     negative_log_likelihood,
     threshold_for_sensitivity,
 )
@@ -24,7 +24,7 @@ def test_temperature_scaling_lowers_nll_of_an_overconfident_model():
     labels = rng.integers(0, 2, 500)
     margin = np.where(labels == 1, 1.0, -1.0) + rng.normal(0, 1.5, 500)  # noisy, informative
     logits = np.stack([np.zeros(500), margin * 6.0], 1)  # 6x overconfident
-    temperature, bias = fit_temperature(logits, labels)
+    temperature, bias = fit_platt(logits, labels)
     assert temperature > 2 and bias == 0
     assert negative_log_likelihood(logits, labels, temperature) < negative_log_likelihood(logits, labels) - 0.2
     assert expected_calibration_error(labels, calibrated_malignant(logits, temperature)) < expected_calibration_error(
@@ -38,12 +38,12 @@ def test_the_bias_undoes_the_prior_shift_of_a_class_weighted_model():
     labels = (rng.random(2000) < 0.8).astype(int)
     log_odds = np.where(labels == 1, 0.5, -0.5) + rng.normal(0, 1.0, 2000)  # weakly informative, centred at 0
     logits = np.stack([np.zeros(2000), log_odds], 1)
-    temperature_only = calibrated_malignant(logits, fit_temperature(logits, labels)[0])
-    temperature, bias = fit_temperature(logits, labels, bias=True)
+    temperature_only = calibrated_malignant(logits, fit_platt(logits, labels)[0])
+    temperature, bias = fit_platt(logits, labels, bias=True)
     both = calibrated_malignant(logits, temperature, bias)
     assert abs(temperature_only.mean() - 0.8) > 0.15 and both.mean() == pytest.approx(0.8, abs=0.02)
     assert negative_log_likelihood(logits, labels, temperature, bias) < negative_log_likelihood(
-        logits, labels, fit_temperature(logits, labels)[0]) - 0.05
+        logits, labels, fit_platt(logits, labels)[0]) - 0.05
     assert calibrate(logits, labels).bias == pytest.approx(bias)
 
 

@@ -26,9 +26,9 @@ def calibrated_malignant(logits: np.ndarray, temperature: float = 1.0, bias: flo
     return torch.sigmoid(_log_odds(logits) / temperature + bias).numpy()
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, bias: bool = False, iterations: int = 200) -> tuple[float, float]:
-    """The temperature T > 0 (and, with ``bias``, the shift b) minimising the negative
-    log-likelihood of sigmoid(log-odds / T + b); b is 0 without ``bias``."""
+def fit_platt(logits: np.ndarray, labels: np.ndarray, bias: bool = False, iterations: int = 200) -> tuple[float, float]:
+    """Platt scaling of the log-odds: the temperature T > 0 (and, with ``bias``, the shift b)
+    minimising the negative log-likelihood of sigmoid(log-odds / T + b); b is 0 without ``bias``."""
     log_odds = _log_odds(logits)
     targets = torch.as_tensor(labels, dtype=torch.float64)
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)  # optimise log T: T stays positive
@@ -117,7 +117,7 @@ def operating_point(labels: np.ndarray, probs: np.ndarray, target_sensitivity: f
 
 def calibrate(logits: np.ndarray, labels: np.ndarray, target_sensitivity: float = 0.9) -> Calibration:
     """Fit the temperature, the bias and the operating threshold on validation logits."""
-    temperature, bias = fit_temperature(logits, labels, bias=True)
+    temperature, bias = fit_platt(logits, labels, bias=True)
     probs = calibrated_malignant(logits, temperature, bias)
     return replace(
         operating_point(labels, probs, target_sensitivity, temperature, bias),
