@@ -8,7 +8,7 @@ the GPU is not left idle; on 2 CPU cores, `--parallel 2 --set trainer.threads=1`
 recipe, its overrides (see benchmarks/recipes/). Each recipe's CV goes to OUT/NAME with its log in
 OUT/NAME.log; a recipe still running at the deadline is stopped and keeps its finished folds (run
 the same command again to continue). With --seg-cv, each finished region-of-interest recipe is
-then scored on the segmenter's boxes too (benchmarks/region_cv.py). Finally the figures of every
+then scored on the segmenter's boxes too (benchmarks/region_cv.py), unless scores newer than its folds exist. Finally the figures of every
 recipe are printed as one table. Not a test: the figures go in docs/results.md.
 """
 
@@ -71,8 +71,14 @@ def run_all(recipes: dict[str, list[str]], config: str, args: argparse.Namespace
     return codes
 
 
-def is_region_recipe(cv_dir: Path) -> bool:
-    return yaml.safe_load((cv_dir / "config.yaml").read_text())["data"]["roi"]["mode"] != "none"
+def needs_region_scores(cv_dir: Path) -> bool:
+    """A region-of-interest recipe whose predicted-region scores are missing or older than one of
+    its folds (a finished CV run again rewrites its summary, not its folds)."""
+    if yaml.safe_load((cv_dir / "config.yaml").read_text())["data"]["roi"]["mode"] == "none":
+        return False
+    scores = cv_dir / "region_comparison.json"
+    folds = [fold.stat().st_mtime for fold in cv_dir.glob("fold-*/results.json")]
+    return not scores.exists() or scores.stat().st_mtime < max(folds)
 
 
 def score_predicted_region(name: str, args: argparse.Namespace) -> subprocess.Popen:
@@ -115,7 +121,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     codes = run_all(plan["recipes"], plan["config"], args, START + args.deadline)
     if args.seg_cv:
-        scoring = [score_predicted_region(name, args) for name, code in codes.items() if code == 0 and is_region_recipe(args.out / name)]
+        scoring = [score_predicted_region(name, args) for name, code in codes.items() if code == 0 and needs_region_scores(args.out / name)]
         for process in scoring:
             process.wait()
     print(table(args.out, list(plan["recipes"])))
