@@ -59,6 +59,7 @@ def test_pretrain_writes_an_encoder_the_classifier_loads(training_ddti, tmp_path
                          descriptor_classes={"composition": 3})
     assert torch.equal(model.state_dict()["conv1.weight"], encoder["conv1.weight"])
     assert main(args) == 0  # the same command again: resumes the finished run, writes the encoder again
+    assert main([*args, "--set", "pretrain.temperature=0.5"]) == 2  # another config cannot resume it
 
 
 def test_pretrain_takes_only_unlabelled_images_from_an_unlabelled_source(training_ddti, tmp_path, capsys):

@@ -128,6 +128,9 @@ def pretrain(config: RunConfig, records: Sequence[ImageRecord], out_dir: Path) -
     folder = RunFolder(out_dir)
     resume = folder.last.is_file()
     if resume:
+        if folder.config.read_text() != dump_config(config):
+            raise ThyronetError(f"{out_dir}: was started with another config ({folder.config}); "
+                                "run the same command to resume it, or use a new --out folder")
         log.info("resuming %s from its last checkpoint", out_dir)
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
