@@ -36,7 +36,13 @@ def launch(name: str, config: str, overrides: list[str], args: argparse.Namespac
         command += ["--set", override]
     log = (args.out / f"{name}.log").open("a")
     print(f"{name}: {' '.join(command)}", flush=True)
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=interruptible)
+
+
+def interruptible() -> None:
+    """In the child: answer SIGINT again. A grid started in the background of a shell inherits
+    SIGINT ignored, and the deadline's SIGINT (a clean stop) would then go unheard."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_all(recipes: dict[str, list[str]], config: str, args: argparse.Namespace, deadline: float) -> dict[str, int | None]:
