@@ -291,6 +291,19 @@ def test_cv_folder_lists_folds_in_numeric_order(tmp_path):
     assert RunFolder.of_checkpoint(folder.fold(2).best) == folder.fold(2) and not folder.is_cv()
 
 
+def test_split_seed_keeps_the_folds_while_the_training_seed_changes(training_ddti, tmp_path):
+    from thyronet.data import open_source
+    from thyronet.data.splits import kfold_plan
+    from thyronet.engine.config import load_config
+    from thyronet.engine.cv import fold_plan
+
+    collection = open_source(training_ddti)
+    repeat = load_config("cpu", ["seed=7", "split.seed=42", "split.folds=3"])
+    assert repeat.split_seed == 42 and load_config("cpu", ["seed=7"]).split_seed == 7
+    plan = fold_plan(collection, repeat, tmp_path / "cv")
+    assert plan.splits == kfold_plan(collection, 3, 42).splits != kfold_plan(collection, 3, 7).splits
+
+
 def test_residual_only_options_and_the_peers(caplog):
     from thyronet.engine.module import build_classifier
 

@@ -65,7 +65,7 @@ def _train(args: argparse.Namespace) -> int:
         if config.split.file:
             split = SplitPlan.load(config.split.file).splits[0]
         else:
-            split = holdout_plan(collection, config.split.val_fraction, config.split.test_fraction, config.seed).splits[0]
+            split = holdout_plan(collection, config.split.val_fraction, config.split.test_fraction, config.split_seed).splits[0]
         run_dir = new_run_dir(config)
     result = fit(config, collection, split, run_dir, resume=bool(args.resume))
     return 0 if result.completed else 130

@@ -88,6 +88,9 @@ class SplitConfig:
     test_fraction: float = 0.2
     folds: int = 5
     file: str | None = None  # a saved split JSON to reuse instead of making one
+    # the seed that splits the cases; None: the run's seed. Set it to repeat a recipe with another
+    # training seed on the same cases per side (the folds of a CV, the split of a run)
+    seed: int | None = None
 
 
 @dataclass
@@ -146,6 +149,11 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+    @property
+    def split_seed(self) -> int:
+        """The seed that splits the cases (``split.seed``, else the run's)."""
+        return self.seed if self.split.seed is None else self.split.seed
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -43,10 +43,10 @@ def read_fold_predictions(fold_dir: Path) -> tuple[list[str], np.ndarray, np.nda
     return cases, case_labels, case_probs
 
 
-def _plan(collection: Collection, config: RunConfig, cv_dir: Path) -> SplitPlan:
+def fold_plan(collection: Collection, config: RunConfig, cv_dir: Path) -> SplitPlan:
     """The fold plan: the saved one when resuming (checked against the data), else a new one."""
     plan_file = CVFolder(cv_dir).plan
-    plan = kfold_plan(collection, config.split.folds, config.seed, config.split.val_fraction)
+    plan = kfold_plan(collection, config.split.folds, config.split_seed, config.split.val_fraction)
     if plan_file.exists():
         saved = SplitPlan.load(plan_file)
         if saved.splits != plan.splits:
@@ -60,7 +60,7 @@ def _plan(collection: Collection, config: RunConfig, cv_dir: Path) -> SplitPlan:
 
 def cross_validate(config: RunConfig, collection: Collection, cv_dir: Path) -> dict[str, Any] | None:
     """Run (or finish) every fold, then aggregate; ``None`` if interrupted."""
-    plan = _plan(collection, config, cv_dir)
+    plan = fold_plan(collection, config, cv_dir)
     folder = CVFolder(cv_dir)
     per_fold = []
     for index, split in enumerate(plan.splits):

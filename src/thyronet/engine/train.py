@@ -187,7 +187,7 @@ def fit(
         labelled = [r for r in collection.images if r.label is not None]
         write_text_atomic(folder.config, dump_config(config))
         record = provenance(config.seed, labelled)
-        SplitPlan("holdout", config.seed, [split], record["data_fingerprint"]).save(folder.split)
+        SplitPlan("holdout", config.split_seed, [split], record["data_fingerprint"]).save(folder.split)
         write_text_atomic(folder.provenance, json.dumps(record, indent=1))
     log.info("run folder: %s\n%s", run_dir, receipt(collection, split))
 
