@@ -54,7 +54,7 @@ def outer_fold(cv_dir: Path, out: Path, fold: int, collection: Collection, inner
     records = [r for r in collection.subset(test) if r.label is not None]
     predictions = predict_records(load_backend(inner_dir).predictor, records)
     cases, labels, ensemble = case_level(predictions.case_ids, predictions.labels, predictions.probs)
-    single_cases, single_labels, single = read_fold_predictions(cv_dir / f"fold-{fold}")
+    single_cases, _, single = read_fold_predictions(cv_dir / f"fold-{fold}")
     order = {case: i for i, case in enumerate(single_cases)}
     if set(order) != set(cases):
         sys.exit(f"fold {fold}: {cv_dir}/fold-{fold} scored other cases than its split's test side")

@@ -125,16 +125,16 @@ def pretrain(config: RunConfig, records: Sequence[ImageRecord], out_dir: Path) -
                             f"(two batches of pretrain.batch_size), got {len(records)}")
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
-    folder = RunFolder(out_dir)
+    folder, settings = RunFolder(out_dir), dump_config(config)
     resume = folder.last.is_file()
     if resume:
-        if folder.config.read_text() != dump_config(config):
+        if folder.config.read_text() != settings:
             raise ThyronetError(f"{out_dir}: was started with another config ({folder.config}); "
                                 "run the same command to resume it, or use a new --out folder")
         log.info("resuming %s from its last checkpoint", out_dir)
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(folder.config, dump_config(config))
+        write_text_atomic(folder.config, settings)
         write_text_atomic(folder.provenance, json.dumps(provenance(config.seed, records), indent=1))
     log.info("pretraining %s on %d images, %d epochs, run folder %s", config.model.name, len(records),
              config.pretrain.epochs, out_dir)

@@ -7,8 +7,8 @@ Accepted: a plain state dict, or a checkpoint holding one under ``state_dict``/`
 * a 3-channel stem loaded into a 1-channel model is summed over its RGB filters;
 * a 3x3 kernel loaded into a 5x5 convolution is zero-padded around the centre, so ThyroNet-X4
   initialised from ResNeXt-50 32x4d weights computes exactly what that network computes;
-* a classifier of another number of classes, or one the file does not hold (a pretrained
-  encoder), is left freshly initialised, and so are descriptor heads.
+* a task head (the classifier, a descriptor head) that the file holds in another shape, or does
+  not hold at all (a pretrained encoder), is left freshly initialised.
 """
 
 from __future__ import annotations
