@@ -58,10 +58,10 @@ def _train(args: argparse.Namespace) -> int:
                                 "(start a new run to change it)")
         run_dir = Path(args.resume)
         config, split = load_run(run_dir)
-        collection = load_collection(args.data or config.data.path, args.strict)
+        collection = training_data(config, args.data or config.data.path, args.strict)
     else:
         config = resolve_config(args)
-        collection = load_collection(config.data.path, args.strict)
+        collection = training_data(config, config.data.path, args.strict)
         if config.split.file:
             split = SplitPlan.load(config.split.file).splits[0]
         else:
@@ -71,10 +71,18 @@ def _train(args: argparse.Namespace) -> int:
     return 0 if result.completed else 130
 
 
+def training_data(config: RunConfig, data: str | None, strict: bool):
+    """The source a run trains on, labelled by ``data.classes`` where the config lists classes."""
+    from ..data.records import relabel_by_class
+
+    collection = load_collection(data, strict)
+    return relabel_by_class(collection, config.data.classes) if config.data.classes else collection
+
+
 def _fold_setup(args: argparse.Namespace):
     """Config (with --folds) and data for the commands that cross-validate."""
     config = resolve_config(args)
-    return config, load_collection(config.data.path, args.strict)
+    return config, training_data(config, config.data.path, args.strict)
 
 
 def _cv(args: argparse.Namespace) -> int:

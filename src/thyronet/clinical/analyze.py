@@ -31,7 +31,11 @@ def held_out_predictions(run_dir: Path) -> list[dict[str, str]]:
     files = [run.predictions("test") for run in runs if run.predictions("test").is_file()]
     if not files:
         raise ThyronetError(f"{run_dir}: no predictions_test.csv (a finished run or CV folder is needed)")
-    return [row for file in files for row in read_prediction_rows(file)]
+    rows = [row for file in files for row in read_prediction_rows(file)]
+    if rows and "decision" not in rows[0]:
+        raise ThyronetError(f"{run_dir}: a multi-class classifier's predictions; the error analysis takes "
+                            "benign-vs-malignant runs (their decisions at the operating threshold)")
+    return rows
 
 
 def error_table(rows: list[dict[str, str]], collection: Collection) -> dict[str, dict[str, dict[str, Any]]]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..errors import DataIssue
+from ..errors import DataIssue, ThyronetError
 
 BENIGN, MALIGNANT = 0, 1
 LABEL_NAMES = {BENIGN: "benign", MALIGNANT: "malignant"}
@@ -76,3 +76,15 @@ class Collection:
         if unit == "image":
             return Counter(LABEL_NAMES.get(r.label, "unlabelled") for r in self.images)
         return Counter(LABEL_NAMES.get(lab, "unlabelled") for lab in self.case_labels().values())
+
+
+def relabel_by_class(collection: Collection, classes: Sequence[str]) -> Collection:
+    """The collection with each image labelled by the index of its ``class`` attribute in
+    ``classes`` (a multi-class task, such as BUSI's benign/malignant/normal); images of a class
+    not listed become unlabelled."""
+    if not any(r.attributes.get("class") for r in collection.images):
+        raise ThyronetError(f"{collection.root}: data.classes needs images with a class (a BUSI folder); "
+                            f"this {collection.source} source labels benign/malignant only")
+    index = {name: position for position, name in enumerate(classes)}
+    images = [replace(r, label=index.get(r.attributes.get("class") or "")) for r in collection.images]
+    return replace(collection, images=images)

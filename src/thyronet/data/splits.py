@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from ..errors import ThyronetError
 from ..io import write_text_atomic
-from .records import LABEL_NAMES, Collection
+from .records import MALIGNANT, Collection
 
 SIDES = ("train", "val", "test")
 
@@ -120,7 +121,7 @@ def holdout_plan(collection: Collection, val_fraction: float = 0.2, test_fractio
     return SplitPlan("holdout", seed, plan.splits[:1])
 
 
-def receipt(collection: Collection, split: Split) -> str:
+def receipt(collection: Collection, split: Split, class_names: Sequence[str] = ("benign", "malignant")) -> str:
     """A printed check of a split: cases and images per side and class, and the overlap (0)."""
     split.check_disjoint()
     labels = collection.case_labels()
@@ -129,13 +130,12 @@ def receipt(collection: Collection, split: Split) -> str:
     for side, cases in split.sides().items():
         if not cases:
             continue
-        by_label = Counter(LABEL_NAMES[labels[c]] for c in cases)
+        by_label = Counter(labels[c] for c in cases)
+        counts = ", ".join(f"{by_label[index]} {name}" for index, name in enumerate(class_names))
+        if len(class_names) == 2:
+            counts += f", {by_label[MALIGNANT] / max(1, len(cases)):.0%} malignant"
         images = sum(images_per_case[c] for c in cases)
-        share = by_label["malignant"] / max(1, len(cases))
-        lines.append(
-            f"{side:>5}: {len(cases):4d} cases ({by_label['benign']} benign, {by_label['malignant']} malignant, "
-            f"{share:.0%} malignant), {images} images"
-        )
+        lines.append(f"{side:>5}: {len(cases):4d} cases ({counts}), {images} images")
     overlap = sum(len(set(a) & set(b)) for i, a in enumerate(split.sides().values()) for b in list(split.sides().values())[i + 1 :])
     lines.append(f"cases on more than one side: {overlap}")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..data.records import Collection
+from ..errors import ThyronetError
 from ..io import write_text_atomic
 from ..models import create_model
 from ..models.profile import count_parameters
@@ -49,6 +50,9 @@ def pooled_case_predictions(cv_dir: Path) -> dict[str, tuple[int, float]]:
 def compare(config: RunConfig, collection: Collection, models: Sequence[str], out_dir: Path, reference: str = "baseline",
             challenger: str = "thyronet_x4") -> dict[str, Any] | None:
     """Cross-validate each model on the same folds, then write ``comparison.md``/``.json``."""
+    if config.multiclass:
+        raise ThyronetError(f"compare pairs models by their AUROC of malignancy; data.classes {config.data.classes} "
+                            "makes a multi-class task (cross-validate each model with `thyronet cv` instead)")
     summaries = {}
     for name in models:
         model_config = copy.deepcopy(config)

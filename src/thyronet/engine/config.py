@@ -32,6 +32,15 @@ class DataConfig:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     roi: RegionConfig = field(default_factory=RegionConfig)
+    # the classes to tell apart, read from each image's ``class`` attribute (BUSI: benign,
+    # malignant, normal), in the order of the network's outputs; None: the source's own
+    # benign-vs-malignant labels. More than two classes train and cross-validate a multi-class
+    # classifier (softmax, macro one-vs-rest AUROC); the clinical tools take binary ones only
+    classes: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.classes is not None and (len(self.classes) < 2 or len(set(self.classes)) != len(self.classes)):
+            raise ThyronetError(f"config data.classes: expected two or more distinct class names (or null), got {self.classes}")
 
 
 @dataclass
@@ -155,6 +164,15 @@ class RunConfig:
         """The seed that splits the cases (``split.seed``, else the run's)."""
         return self.seed if self.split.seed is None else self.split.seed
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The classifier's outputs in order: ``data.classes``, else benign and malignant."""
+        return tuple(self.data.classes or ("benign", "malignant"))
+
+    @property
+    def multiclass(self) -> bool:
+        return len(self.class_names) > 2
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -164,8 +182,12 @@ def _check_type(name: str, value: Any, kind: Any) -> Any:
     if kind is Any or value is None and type(None) in get_args(kind):
         return value
     options = [t for t in get_args(kind) if t is not type(None)]
-    if len(options) == 1 and get_origin(options[0]) is Literal:  # Optional[Literal[...]]
+    if len(options) == 1 and get_origin(options[0]) in (Literal, list):  # Optional[Literal[...]], Optional[list[...]]
         return _check_type(name, value, options[0])
+    if origin is list:
+        if not isinstance(value, list):
+            raise ThyronetError(f"config {name}: expected a list, got {value!r}")
+        return [_check_type(f"{name}[{i}]", item, get_args(kind)[0]) for i, item in enumerate(value)]
     if origin is Literal:
         if value not in get_args(kind):
             raise ThyronetError(f"config {name}: {value!r} is not one of {list(get_args(kind))}")

@@ -25,6 +25,7 @@ from .evaluation import nan_to_none
 from .inference import read_prediction_rows
 from .layout import CVFolder, RunFolder
 from .metrics import binary_metrics, case_level, format_ci, mean_std
+from .multiclass import aggregate_multiclass, format_multiclass_summary
 from .plots import plot_roc
 from .segmenter import fold_segmenter
 from .segmetrics import SEGMENTATION_KEYS, summarise_segmentation
@@ -81,6 +82,9 @@ def cross_validate(config: RunConfig, collection: Collection, cv_dir: Path) -> d
     if config.task == "segment":
         summary = aggregate_segmentation(per_fold, fold_dirs, config)
         text = format_segmentation_summary(summary)
+    elif config.multiclass:  # no fold ensemble: it is a clinical tool, and those are benign vs malignant
+        summary = aggregate_multiclass(per_fold, fold_dirs, config)
+        text = format_multiclass_summary(summary)
     else:
         summary = aggregate(per_fold, fold_dirs, config)
         text = format_summary(summary)

@@ -120,8 +120,9 @@ class UltrasoundDataModule(L.LightningDataModule):
 
     def class_weights(self) -> torch.Tensor:
         """Inverse class frequencies of the training images, normalised to mean 1."""
-        counts = np.bincount(self.dataset("train").labels, minlength=2).astype(float)
-        weights = counts.sum() / (2 * np.maximum(counts, 1))
+        classes = len(self.config.class_names)
+        counts = np.bincount(self.dataset("train").labels, minlength=classes).astype(float)
+        weights = counts.sum() / (classes * np.maximum(counts, 1))
         return torch.as_tensor(weights, dtype=torch.float32)
 
     def _loader(self, side: str, sampler: Sampler | None = None) -> DataLoader:

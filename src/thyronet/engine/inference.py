@@ -220,11 +220,9 @@ def read_checkpoint(path: str | Path) -> tuple[RunConfig, dict[str, torch.Tensor
     return config, state, checkpoint.get("thyronet", {}), path
 
 
-def load_checkpoint(path: str | Path) -> LoadedModel:
-    """Rebuild the classifier of a thyronet checkpoint (``best.ckpt``/``last.ckpt``) on the CPU,
-    with the segmenter it carries when its region of interest is predicted."""
+def load_network(path: str | Path) -> tuple[nn.Module, RunConfig, dict[str, Any], Path]:
+    """(classifier in eval mode, run config, thyronet info, file) of a classifier checkpoint."""
     from .module import build_classifier
-    from .segmenter import Segmenter
 
     config, state, info, path = read_checkpoint(path)
     if config.task != "classify":
@@ -232,6 +230,19 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
     model = build_classifier(config)
     model.load_state_dict(state)
     model.eval()
+    return model, config, info, path
+
+
+def load_checkpoint(path: str | Path) -> LoadedModel:
+    """Rebuild the benign-vs-malignant classifier of a thyronet checkpoint (``best.ckpt``/``last.ckpt``)
+    on the CPU, with the segmenter it carries when its region of interest is predicted."""
+    from .segmenter import Segmenter
+
+    model, config, info, path = load_network(path)
+    if config.multiclass:
+        raise DataError(path, f"is a {len(config.class_names)}-class classifier ({', '.join(config.class_names)}); "
+                              "predict, serve, evaluate, explain and export take benign-vs-malignant classifiers "
+                              "(its run's results.json holds its figures)")
     calibration = Calibration(**info.get("calibration", {}))
     segmenter = Segmenter.from_state(info["segmenter"]) if "segmenter" in info else None
     gate = FeatureGate(**info["ood"]) if "ood" in info else None

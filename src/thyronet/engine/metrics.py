@@ -13,13 +13,14 @@ from sklearn import metrics as skm
 
 
 def case_level(case_ids: Sequence[str], labels: np.ndarray, probs: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Mean probability per case; every image of a case carries the case's label."""
+    """Mean probability per case (per class, for (N, K) probabilities); every image of a case
+    carries the case's label."""
     order: dict[str, list[int]] = {}
     for index, case in enumerate(case_ids):
         order.setdefault(case, []).append(index)
     cases = list(order)
     case_labels = np.array([labels[order[c][0]] for c in cases])
-    case_probs = np.array([float(np.mean(probs[order[c]])) for c in cases])
+    case_probs = np.array([np.mean(probs[order[c]], axis=0) for c in cases], dtype=float)
     return cases, case_labels, case_probs
 
 
@@ -33,7 +34,7 @@ def bootstrap_indices(labels: np.ndarray, resamples: int = 2000, seed: int = 0) 
     n = len(labels)
     for _ in range(resamples):
         idx = rng.integers(0, n, n)
-        if len(np.unique(labels[idx])) == 2:
+        if len(np.unique(labels[idx])) >= 2:
             yield idx
 
 

@@ -18,6 +18,7 @@ from ..models import create_model, get_entry
 from .config import RunConfig, config_from_dict
 from .losses import descriptor_loss
 from .metrics import binary_metrics, case_level
+from .multiclass import multiclass_metrics
 from .optim import configure_optimizers, steps_per_epoch
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def build_classifier(config: RunConfig, weights: str | None = None) -> torch.nn.
             extra["zero_init_residual"] = True
         else:
             log.info("model.zero_init_residual does not apply to %s (no residual branches)", model.name)
-    return create_model(model.name, num_classes=2, in_chans=config.data.in_chans, weights=weights,
+    return create_model(model.name, num_classes=len(config.class_names), in_chans=config.data.in_chans, weights=weights,
                         drop_rate=model.drop_rate, **extra)
 
 
@@ -66,7 +67,7 @@ class ThyroNetModule(L.LightningModule):
         self.descriptor_heads = self.run_config.model.descriptor_heads
         if self.run_config.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        weights = torch.as_tensor(class_weights or [1.0, 1.0], dtype=torch.float32)
+        weights = torch.as_tensor(class_weights or [1.0] * len(self.run_config.class_names), dtype=torch.float32)
         self.register_buffer("class_weights", weights)
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]] = []
 
@@ -133,11 +134,7 @@ class ThyroNetModule(L.LightningModule):
             logits, labels = logits[keep], labels[keep]
             case_ids = [case_ids[i] for i in keep]
         loss = self._loss(logits, labels)
-        probs = torch.softmax(logits, 1)[:, 1].cpu().numpy()
-        y = labels.cpu().numpy()
-        image = binary_metrics(y, probs, ci=False)
-        _, case_y, case_p = case_level(case_ids, y, probs)
-        case = binary_metrics(case_y, case_p, ci=False)
+        image, case = self._scores(labels.cpu().numpy(), torch.softmax(logits, 1).cpu().numpy(), case_ids)
         values = {
             "val/loss": float(loss), "val/acc": image["acc"], "val/f1": image["f1"], "val/auroc": image["auroc"],
             "val/balanced_acc": image["balanced_acc"], "val/auroc_case": case["auroc"],
@@ -147,6 +144,18 @@ class ThyroNetModule(L.LightningModule):
         values = {k: (0.5 if "auroc" in k and np.isnan(v) else v) for k, v in values.items()}
         for key, value in values.items():
             self.log(key, value, prog_bar=key == "val/auroc_case")
+
+    def _scores(self, labels: np.ndarray, probs: np.ndarray, case_ids: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Image- and case-level metrics of softmax outputs (N, classes), without intervals."""
+        config = self.run_config
+        if config.multiclass:
+            def score(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+                return multiclass_metrics(y, p, config.class_names, ci=False)
+        else:
+            def score(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+                return binary_metrics(y, p[:, 1], ci=False)
+        _, case_labels, case_probs = case_level(case_ids, labels, probs)
+        return score(labels, probs), score(case_labels, case_probs)
 
     def configure_optimizers(self):
         return configure_optimizers(self.parameters(), self.run_config.train, steps_per_epoch(self.trainer))

@@ -47,13 +47,22 @@ def plot_curves(history: Sequence[Mapping[str, float]], path: Path) -> Path:
 
 
 def plot_confusion(result: Mapping[str, float], path: Path, title: str) -> Path:
+    """The benign-vs-malignant confusion matrix of :func:`~thyronet.engine.metrics.binary_metrics`."""
     matrix = np.array([[result["tn"], result["fp"]], [result["fn"], result["tp"]]])
-    fig, axis = plt.subplots(figsize=(3.8, 3.4))
+    return plot_confusion_matrix(matrix, ("benign", "malignant"), path, title)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: Path, title: str) -> Path:
+    """Counts of true class (rows) against predicted class (columns)."""
+    matrix = np.asarray(matrix)
+    size = 2.2 + 0.8 * len(names)
+    fig, axis = plt.subplots(figsize=(size, size * 0.9))
     axis.imshow(matrix, cmap="Blues")
     for (i, j), value in np.ndenumerate(matrix):
         axis.text(j, i, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black", fontsize=13)
-    axis.set_xticks([0, 1], ["benign", "malignant"])
-    axis.set_yticks([0, 1], ["benign", "malignant"])
+    ticks = list(range(len(names)))
+    axis.set_xticks(ticks, names)
+    axis.set_yticks(ticks, names)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     axis.set_title(title, fontsize=10)

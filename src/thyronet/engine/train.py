@@ -45,6 +45,7 @@ from .evaluation import nan_to_none, result_table, write_evaluation
 from .inference import LoadedModel, load_checkpoint, predict_records, save_calibration
 from .layout import RunFolder
 from .module import ThyroNetModule
+from .multiclass import finalize_multiclass
 from .ood import FeatureGate
 from .provenance import cpu_bf16, provenance
 from .segmentation import SegmentationModule, evaluate_segmenter
@@ -189,7 +190,7 @@ def fit(
         record = provenance(config.seed, labelled)
         SplitPlan("holdout", config.split_seed, [split], record["data_fingerprint"]).save(folder.split)
         write_text_atomic(folder.provenance, json.dumps(record, indent=1))
-    log.info("run folder: %s\n%s", run_dir, receipt(collection, split))
+    log.info("run folder: %s\n%s", run_dir, receipt(collection, split, config.class_names))
 
     segmenter = region_segmenter(config, collection, split, run_dir)
     L.seed_everything(config.seed, verbose=False)
@@ -209,6 +210,8 @@ def fit(
         return RunResult(run_dir, {}, completed=True)
     if config.task == "segment":
         results = finalize_segmentation(config, datamodule, split, run_dir)
+    elif config.multiclass:
+        results = finalize_multiclass(config, datamodule, split, run_dir)
     else:
         results = finalize(config, datamodule, split, run_dir, segmenter)
     results["wall_time_s"] = round(time.time() - started, 1)
