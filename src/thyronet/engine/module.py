@@ -55,7 +55,8 @@ def _gather_strings(values: list[str], world_size: int) -> list[str]:
 
 
 class ThyroNetModule(L.LightningModule):
-    """Wraps a registry model; logs train/val loss, ACC, F1 and image- and case-level AUROC."""
+    """Wraps a registry model; logs train/val loss, ACC, F1 and image- and case-level AUROC (with
+    ``data.classes`` of more than two: macro-F1 and the macro one-vs-rest AUROC)."""
 
     monitor = "val/auroc_case"
 
