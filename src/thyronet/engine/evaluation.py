@@ -94,17 +94,20 @@ def write_evaluation(predictions: Predictions, out_dir: Path, name: str) -> dict
     return result
 
 
-def result_table(results: dict[str, dict[str, Any]]) -> str:
-    """A short text table of case-level results per evaluated split."""
-    lines = [f"{'split':<6} {'unit':<5} {'n':>4} {'AUROC [95% CI]':<22} {'bal.ACC':>7} {'ACC':>6} {'majority':>8} {'sens':>5} {'spec':>5}"]
+def result_table(results: dict[str, dict[str, Any]], multiclass: bool = False) -> str:
+    """A short text table of case- and image-level results per evaluated split: sensitivity and
+    specificity for benign vs malignant, macro-F1 (and the macro AUROC) for more classes."""
+    tail = [("macro-F1", "f1", 8, ".3f")] if multiclass else [("sens", "sensitivity", 5, ".2f"), ("spec", "specificity", 5, ".2f")]
+    auroc = "macro AUROC [95% CI]" if multiclass else "AUROC [95% CI]"
+    lines = [f"{'split':<6} {'unit':<5} {'n':>4} {auroc:<22} {'bal.ACC':>7} {'ACC':>6} {'majority':>8}"
+             + "".join(f" {title:>{width}}" for title, _, width, _ in tail)]
     for name, result in results.items():
         for unit in ("case", "image"):
             m = result[unit]
-            lines.append(
-                f"{name:<6} {unit:<5} {m['n']:>4} {format_ci(m):<22} {m['balanced_acc']:>7.3f} {m['acc']:>6.3f} "
-                f"{m['majority_acc']:>8.3f} {m['sensitivity']:>5.2f} {m['specificity']:>5.2f}"
-            )
-    lines.append("(threshold 0.5; the majority column is the accuracy of always answering the larger class)")
+            lines.append(f"{name:<6} {unit:<5} {m['n']:>4} {format_ci(m):<22} {m['balanced_acc']:>7.3f} {m['acc']:>6.3f} "
+                         f"{m['majority_acc']:>8.3f}" + "".join(f" {m[key]:>{width}{spec}}" for _, key, width, spec in tail))
+    lines.append("(the most probable class" if multiclass else "(threshold 0.5")
+    lines[-1] += "; the majority column is the accuracy of always answering the largest class)"
     return "\n".join(lines)
 
 

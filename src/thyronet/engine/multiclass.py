@@ -23,6 +23,7 @@ from sklearn import metrics as skm
 from ..io import open_atomic
 from .calibration import Calibration
 from .config import RunConfig
+from .evaluation import result_table
 from .inference import LoadedModel, Predictions, load_network, predict_records, read_prediction_rows
 from .layout import RunFolder
 from .metrics import bootstrap_ci, case_level, format_ci, mean_std
@@ -132,18 +133,8 @@ def finalize_multiclass(config: RunConfig, datamodule: UltrasoundDataModule, spl
     results: dict[str, Any] = {"model": config.model.name, "classes": list(names)}
     for side in ("val", "test") if split.test else ("val",):
         results[side] = evaluate_side(predict_records(loaded, datamodule.records(side)), names, run_dir, side)
-    log.info("%s\nrun folder: %s", multiclass_table({k: results[k] for k in ("val", "test") if k in results}), run_dir)
+    log.info("%s\nrun folder: %s", result_table({k: results[k] for k in ("val", "test") if k in results}, multiclass=True), run_dir)
     return results
-
-
-def multiclass_table(results: dict[str, dict[str, Any]]) -> str:
-    lines = [f"{'split':<6} {'unit':<5} {'n':>4} {'macro AUROC [95% CI]':<22} {'bal.ACC':>7} {'ACC':>6} {'majority':>8} {'macro-F1':>8}"]
-    for name, result in results.items():
-        for unit in ("case", "image"):
-            m = result[unit]
-            lines.append(f"{name:<6} {unit:<5} {m['n']:>4} {format_ci(m):<22} {m['balanced_acc']:>7.3f} {m['acc']:>6.3f} "
-                         f"{m['majority_acc']:>8.3f} {m['f1']:>8.3f}")
-    return "\n".join(lines)
 
 
 def aggregate_multiclass(per_fold: list[dict[str, Any]], fold_dirs: list[Path], config: RunConfig) -> dict[str, Any]:
