@@ -1,55 +1,93 @@
-"""One recipe cross-validated with several training seeds on the same folds.
+"""Recipes cross-validated with several training seeds each, on the same folds.
 
-    python benchmarks/seeds.py CV_DIR CV_DIR [CV_DIR ...]
+    python benchmarks/seeds.py default=CV,CV,CV ema=CV,CV [...] [--plot seeds.png] [--json out.json]
 
-Each CV folder is the same recipe on the same folds (`thyronet cv --seed S --set split.seed=42`),
-only the training seed differing. Prints each seed's pooled out-of-fold case AUROC (95% bootstrap
-interval), their mean ± std over seeds (what the recipe is expected to give, as opposed to what
-one lucky or unlucky run gave), and the seeds' ensemble: every case's mean probability over the
-seeds' fold models that held it out, with the paired bootstrap of the ensemble against each seed.
-Not a test: the figures go in docs/results.md.
+Each NAME=CV,CV,... lists one recipe's CV folders, which differ only in the training seed
+(`thyronet cv --seed S --set split.seed=42`), and every folder must hold the same folds. Per
+recipe: each seed's pooled out-of-fold case AUROC (95% bootstrap interval), their mean ± std over
+seeds (what the recipe is expected to give, as opposed to what one lucky or unlucky run gave), and
+the seeds' ensemble (every case's mean probability over the seeds' fold models that held it out).
+With several recipes, each recipe's ensemble is compared with the first recipe's on the same cases
+(paired bootstrap): averaging over seeds removes most of the reseeding noise that makes one run per
+recipe unreadable on DDTI. ``--plot`` draws every seed's AUROC, the mean and the ensemble per
+recipe. Not a test: the figures go in docs/results.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 import numpy as np
 
 from thyronet.engine.compare import pooled_case_predictions
 from thyronet.engine.metrics import binary_metrics, format_ci, mean_std, paired_bootstrap_auroc
 
 
+def recipe_argument(text: str) -> tuple[str, list[Path]]:
+    name, _, folders = text.partition("=")
+    if not name or not folders:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=CV_DIR[,CV_DIR...]")
+    return name, [Path(f) for f in folders.split(",")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("cv_dirs", type=Path, nargs="+")
+    parser.add_argument("recipes", type=recipe_argument, nargs="+", metavar="NAME=CV,CV,...")
+    parser.add_argument("--plot", type=Path, help="PNG of every seed's pooled AUROC per recipe")
+    parser.add_argument("--json", type=Path, help="write the figures here too")
     args = parser.parse_args()
-    if len(args.cv_dirs) < 2:
-        parser.error("give two or more CV folders")
-    pooled = [pooled_case_predictions(d) for d in args.cv_dirs]
-    cases = sorted(pooled[0])
-    if any(set(p) != set(cases) for p in pooled):
-        print("the CVs scored different cases: not the same folds (set split.seed alike)", file=sys.stderr)
+    pooled = {name: [pooled_case_predictions(d) for d in dirs] for name, dirs in args.recipes}
+    cases = sorted(next(iter(pooled.values()))[0])
+    if any(set(p) != set(cases) for runs in pooled.values() for p in runs):
+        print("the CVs scored different cases: not the same folds (give every run split.seed alike)", file=sys.stderr)
         return 1
-    labels = np.array([pooled[0][c][0] for c in cases])
-    probs = [np.array([p[c][1] for c in cases]) for p in pooled]
-    print(f"{len(cases)} cases pooled over the folds, {len(probs)} seeds")
-    aurocs = []
-    for cv_dir, seed_probs in zip(args.cv_dirs, probs, strict=True):
-        result = binary_metrics(labels, seed_probs)
-        aurocs.append(result["auroc"])
-        print(f"- {cv_dir}: case AUROC {format_ci(result)}")
-    mean, std = mean_std(aurocs)
-    print(f"- over seeds: {mean:.3f} ± {std:.3f} (mean ± std of the pooled AUROCs)")
-    ensemble = np.mean(probs, axis=0)
-    print(f"- the seeds' ensemble (mean probability): case AUROC {format_ci(binary_metrics(labels, ensemble))}")
-    for cv_dir, seed_probs in zip(args.cv_dirs, probs, strict=True):
-        paired = paired_bootstrap_auroc(labels, ensemble, seed_probs)
-        print(f"  ensemble - {cv_dir.name}: {paired['auroc_diff']:+.3f} [{paired['ci_low']:+.3f}, {paired['ci_high']:+.3f}], "
-              f"p = {paired['p_value']:.3f}")
+    labels = np.array([next(iter(pooled.values()))[0][c][0] for c in cases])
+    print(f"{len(cases)} cases pooled over the folds")
+    figures, ensembles = {}, {}
+    for (name, dirs), runs in zip(args.recipes, pooled.values(), strict=True):
+        probs = [np.array([run[c][1] for c in cases]) for run in runs]
+        aurocs = [binary_metrics(labels, p)["auroc"] for p in probs]
+        ensembles[name] = np.mean(probs, axis=0)
+        ensemble = binary_metrics(labels, ensembles[name])
+        mean, std = mean_std(aurocs)
+        figures[name] = {"runs": [str(d) for d in dirs], "aurocs": aurocs, "mean": mean, "std": std, "ensemble": ensemble}
+        print(f"\n{name}: {len(dirs)} seeds, pooled AUROC {mean:.3f} ± {std:.3f} ({', '.join(f'{a:.3f}' for a in aurocs)}); "
+              f"the seeds' ensemble {format_ci(ensemble)}")
+    first = args.recipes[0][0]
+    for name in list(ensembles)[1:]:
+        paired = paired_bootstrap_auroc(labels, ensembles[name], ensembles[first])
+        figures[name]["ensemble_vs_first"] = paired
+        print(f"ensemble {name} - ensemble {first}: {paired['auroc_diff']:+.3f} [{paired['ci_low']:+.3f}, "
+              f"{paired['ci_high']:+.3f}], p = {paired['p_value']:.3f}")
+    if args.plot:
+        plot(figures, args.plot)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
     return 0
+
+
+def plot(figures: dict[str, dict], path: Path) -> None:
+    fig, axis = plt.subplots(figsize=(1.2 + 1.1 * len(figures), 3.8))
+    for x, result in enumerate(figures.values()):
+        axis.scatter([x] * len(result["aurocs"]), result["aurocs"], color="grey", s=18, label="one seed" if x == 0 else None)
+        axis.errorbar(x, result["mean"], yerr=result["std"], fmt="o", color="tab:blue", capsize=4,
+                      label="mean ± std over seeds" if x == 0 else None)
+        axis.scatter(x + 0.15, result["ensemble"]["auroc"], marker="*", s=90, color="tab:orange",
+                     label="the seeds' ensemble" if x == 0 else None)
+    axis.set_xticks(range(len(figures)), list(figures), rotation=20)
+    axis.set_ylabel("pooled out-of-fold case AUROC")
+    axis.set_title("one recipe, several training seeds, same folds", fontsize=9)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, loc="lower right")
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
 
 
 if __name__ == "__main__":
