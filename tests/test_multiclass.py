@@ -28,6 +28,10 @@ def test_metrics_against_a_worked_example():
     # benign against the rest: scores .8 .3 vs .2 .1 .1 .5 -> 7 of 8 pairs ordered right
     assert result["per_class"]["benign"]["auroc"] == pytest.approx(7 / 8)
     assert result["auroc"] == pytest.approx(np.mean([c["auroc"] for c in result["per_class"].values()]))
+    # benign vs malignant among those four, by the malignant share p_m / (p_b + p_m): benign .11 .67,
+    # malignant .78 .89, every pair ordered right
+    assert result["pairwise_auroc"]["benign vs malignant"] == 1.0
+    assert set(result["pairwise_auroc"]) == {"benign vs malignant", "benign vs normal", "malignant vs normal"}
 
 
 def test_macro_auroc_is_one_for_a_perfect_ranking_and_its_interval_brackets_it():

@@ -60,10 +60,20 @@ def macro_auroc(labels: np.ndarray, probs: np.ndarray) -> float:
     return float(np.nanmean(values)) if not np.all(np.isnan(values)) else float("nan")
 
 
+def pairwise_auroc(labels: np.ndarray, probs: np.ndarray, first: int, second: int) -> float:
+    """AUROC of telling class ``second`` from class ``first`` among the items of those two classes,
+    by the share p_second / (p_first + p_second) (Hand & Till's pairwise AUROC): for BUSI, benign vs
+    malignant among the tumours, comparable with a two-class classifier's AUROC."""
+    both = (labels == first) | (labels == second)
+    share = probs[both, second] / np.maximum(probs[both, first] + probs[both, second], 1e-12)
+    pair_probs = np.stack([1 - share, share], axis=1)
+    return one_vs_rest_auroc((labels[both] == second).astype(int), pair_probs, 1)
+
+
 def multiclass_metrics(labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str], ci: bool = True) -> dict[str, Any]:
     """Accuracy (beside always answering the largest class), balanced accuracy, macro-F1 (``f1``),
-    macro one-vs-rest AUROC (+95% bootstrap CI), each class's recall and AUROC, and the confusion
-    matrix (rows true, columns predicted) of the most probable class."""
+    macro one-vs-rest AUROC (+95% bootstrap CI), each class's recall and AUROC, each pair of
+    classes' AUROC, and the confusion matrix (rows true, columns predicted) of the most probable class."""
     labels = np.asarray(labels).astype(int)
     probs = np.asarray(probs, dtype=float)
     predicted = probs.argmax(1)
@@ -82,6 +92,8 @@ def multiclass_metrics(labels: np.ndarray, probs: np.ndarray, class_names: Seque
         "auroc": macro_auroc(labels, probs),
         "per_class": {name: {"n": int(support[k]), "recall": float(recall[k]), "auroc": one_vs_rest_auroc(labels, probs, k)}
                       for k, name in enumerate(class_names)},
+        "pairwise_auroc": {f"{a} vs {b}": pairwise_auroc(labels, probs, i, j)
+                           for i, a in enumerate(class_names) for j, b in enumerate(class_names) if i < j},
         "confusion": matrix.tolist(),
     }
     if ci:
@@ -173,4 +185,6 @@ def format_multiclass_summary(summary: dict[str, Any]) -> str:
               f"balanced ACC {pooled['balanced_acc']:.3f}, ACC {pooled['acc']:.3f} (majority {pooled['majority_acc']:.3f}).", "",
               "| class | cases | recall | one-vs-rest AUROC |", "| --- | --- | --- | --- |"]
     lines += [f"| {name} | {c['n']} | {c['recall']:.3f} | {c['auroc']:.3f} |" for name, c in pooled["per_class"].items()]
+    lines += ["", "Pairs of classes (among the cases of the two, by the share of the second's probability): "
+              + ", ".join(f"{pair} {value:.3f}" for pair, value in pooled["pairwise_auroc"].items()) + "."]
     return "\n".join(lines) + "\n"
