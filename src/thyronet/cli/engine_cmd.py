@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..data.locate import resolve_data_path
+from ..data.records import Collection, relabel_by_class
 from ..engine.config import RunConfig, load_config, shipped_configs
 from ..errors import ThyronetError
 from .data_cmd import STRICT_HELP, add_data_arguments, load_collection, report_issues
@@ -71,15 +72,13 @@ def _train(args: argparse.Namespace) -> int:
     return 0 if result.completed else 130
 
 
-def training_data(config: RunConfig, data: str | None, strict: bool):
+def training_data(config: RunConfig, data: str | None, strict: bool) -> Collection:
     """The source a run trains on, labelled by ``data.classes`` where the config lists classes."""
-    from ..data.records import relabel_by_class
-
     collection = load_collection(data, strict)
     return relabel_by_class(collection, config.data.classes) if config.data.classes else collection
 
 
-def _fold_setup(args: argparse.Namespace):
+def _fold_setup(args: argparse.Namespace) -> tuple[RunConfig, Collection]:
     """Config (with --folds) and data for the commands that cross-validate."""
     config = resolve_config(args)
     return config, training_data(config, config.data.path, args.strict)

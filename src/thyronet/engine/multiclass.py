@@ -32,6 +32,7 @@ from .plots import plot_confusion_matrix
 if TYPE_CHECKING:
     from ..data.splits import Split
     from .datamodule import UltrasoundDataModule
+    from .segmenter import Segmenter
 
 log = logging.getLogger(__name__)
 SUMMARY_KEYS = ("auroc", "balanced_acc", "acc", "majority_acc", "f1")
@@ -137,10 +138,13 @@ def evaluate_side(predictions: Predictions, class_names: Sequence[str], run_dir:
     return {"image": multiclass_metrics(labels, probs, class_names), "case": case}
 
 
-def finalize_multiclass(config: RunConfig, datamodule: UltrasoundDataModule, split: Split, run_dir: Path) -> dict[str, Any]:
-    """Evaluate the best checkpoint on validation (and test)."""
+def finalize_multiclass(config: RunConfig, datamodule: UltrasoundDataModule, split: Split, run_dir: Path,
+                        segmenter: Segmenter | None = None) -> dict[str, Any]:
+    """Evaluate the best checkpoint on validation (and test), on the segmenter's region where the
+    run's region of interest is predicted."""
     model, config, _, _ = load_network(RunFolder(run_dir).best)
-    loaded = LoadedModel(model, config, Calibration())  # the calibration is unused: scores come from the logits
+    # the calibration is unused: the scores come from the logits
+    loaded = LoadedModel(model, config, Calibration(), segmenter=segmenter)
     names = config.class_names
     results: dict[str, Any] = {"model": config.model.name, "classes": list(names)}
     for side in ("val", "test") if split.test else ("val",):

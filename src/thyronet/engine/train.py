@@ -211,7 +211,7 @@ def fit(
     if config.task == "segment":
         results = finalize_segmentation(config, datamodule, split, run_dir)
     elif config.multiclass:
-        results = finalize_multiclass(config, datamodule, split, run_dir)
+        results = finalize_multiclass(config, datamodule, split, run_dir, segmenter)
     else:
         results = finalize(config, datamodule, split, run_dir, segmenter)
     results["wall_time_s"] = round(time.time() - started, 1)
