@@ -28,6 +28,7 @@ import numpy as np
 
 from thyronet.engine.compare import pooled_case_predictions
 from thyronet.engine.metrics import binary_metrics, format_ci, mean_std, paired_bootstrap_auroc
+from thyronet.errors import DataError
 
 
 def recipe_argument(text: str) -> tuple[str, list[Path]]:
@@ -43,7 +44,11 @@ def main() -> int:
     parser.add_argument("--plot", type=Path, help="PNG of every seed's pooled AUROC per recipe")
     parser.add_argument("--json", type=Path, help="write the figures here too")
     args = parser.parse_args()
-    pooled = {name: [pooled_case_predictions(d) for d in dirs] for name, dirs in args.recipes}
+    try:
+        pooled = {name: [pooled_case_predictions(d) for d in dirs] for name, dirs in args.recipes}
+    except DataError as error:  # a CV still running, or not a CV folder
+        print(error, file=sys.stderr)
+        return 1
     cases = sorted(next(iter(pooled.values()))[0])
     if any(set(p) != set(cases) for runs in pooled.values() for p in runs):
         print("the CVs scored different cases: not the same folds (give every run split.seed alike)", file=sys.stderr)
