@@ -19,6 +19,7 @@ import numpy as np
 
 from thyronet.engine.compare import pooled_case_predictions
 from thyronet.engine.metrics import binary_metrics, format_ci, paired_bootstrap_auroc
+from thyronet.errors import DataError
 
 
 def main() -> int:
@@ -26,7 +27,11 @@ def main() -> int:
     parser.add_argument("cv_a", type=Path)
     parser.add_argument("cv_b", type=Path)
     args = parser.parse_args()
-    a, b = pooled_case_predictions(args.cv_a), pooled_case_predictions(args.cv_b)
+    try:
+        a, b = pooled_case_predictions(args.cv_a), pooled_case_predictions(args.cv_b)
+    except DataError as error:  # a CV still running, or not a CV folder
+        print(error, file=sys.stderr)
+        return 1
     if set(a) != set(b):
         print(f"the two CVs scored different cases ({len(set(a) ^ set(b))} differ): not the same folds", file=sys.stderr)
         return 1
