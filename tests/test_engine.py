@@ -304,6 +304,25 @@ def test_split_seed_keeps_the_folds_while_the_training_seed_changes(training_ddt
     assert plan.splits == kfold_plan(collection, 3, 42).splits != kfold_plan(collection, 3, 7).splits
 
 
+def test_a_segmenter_cv_must_not_have_trained_on_held_out_cases(training_ddti, tmp_path):
+    from thyronet.data import open_source
+    from thyronet.data.splits import kfold_plan
+    from thyronet.engine.cv import check_segmenter_folds
+    from thyronet.errors import ThyronetError
+
+    collection = open_source(training_ddti)
+    plan = kfold_plan(collection, 3, 42)
+    for seed, folds in ((42, 3), (7, 3), (42, 2)):
+        kfold_plan(collection, folds, seed).save(tmp_path / f"seg-{seed}-{folds}" / "folds.json")
+    same = load_config("cpu", [f"data.roi.segmenter={tmp_path / 'seg-42-3'}"])
+    check_segmenter_folds(same, plan)  # the same folds: each fold's segmenter never saw its held-out cases
+    check_segmenter_folds(load_config("cpu", [f"data.roi.segmenter={tmp_path / 'one.ckpt'}"]), plan)  # one file: the user's call
+    with pytest.raises(ThyronetError, match="trained on .* of this fold's held-out cases"):
+        check_segmenter_folds(load_config("cpu", [f"data.roi.segmenter={tmp_path / 'seg-7-3'}"]), plan)
+    with pytest.raises(ThyronetError, match="2 segmenter folds for a 3-fold"):
+        check_segmenter_folds(load_config("cpu", [f"data.roi.segmenter={tmp_path / 'seg-42-2'}"]), plan)
+
+
 def test_residual_only_options_and_the_peers(caplog):
     from thyronet.engine.module import build_classifier
 

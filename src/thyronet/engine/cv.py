@@ -59,9 +59,26 @@ def fold_plan(collection: Collection, config: RunConfig, cv_dir: Path) -> SplitP
     return plan
 
 
+def check_segmenter_folds(config: RunConfig, plan: SplitPlan) -> None:
+    """A segmenter given as a CV folder serves fold k with its own fold k, which must not have
+    trained on this CV's held-out cases of fold k (else the predicted region has seen them)."""
+    segmenter = config.data.roi.segmenter
+    if not segmenter or not CVFolder(Path(segmenter)).is_cv():
+        return
+    theirs = SplitPlan.load(CVFolder(Path(segmenter)).plan).splits
+    if len(theirs) != len(plan.splits):
+        raise ThyronetError(f"{segmenter}: {len(theirs)} segmenter folds for a {len(plan.splits)}-fold cross-validation")
+    for index, (mine, its) in enumerate(zip(plan.splits, theirs, strict=True)):
+        seen = set(mine.test) & set(its.train)
+        if seen:
+            raise ThyronetError(f"{segmenter}: the segmenter of fold {index} trained on {len(seen)} of this fold's held-out "
+                                "cases; cross-validate the segmenter on the same folds (same data, labels and split seed)")
+
+
 def cross_validate(config: RunConfig, collection: Collection, cv_dir: Path) -> dict[str, Any] | None:
     """Run (or finish) every fold, then aggregate; ``None`` if interrupted."""
     plan = fold_plan(collection, config, cv_dir)
+    check_segmenter_folds(config, plan)
     folder = CVFolder(cv_dir)
     per_fold = []
     for index, split in enumerate(plan.splits):
