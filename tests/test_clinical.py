@@ -162,7 +162,14 @@ def test_explain_writes_side_by_side_pngs(trained_run, tmp_path):
 def test_localise_and_analyze_commands(trained_run, training_ddti, capsys):
     assert main(["localise", str(trained_run[1]), "--data", str(training_ddti), "--json"]) == 0
     row = json.loads(capsys.readouterr().out)[0]
-    assert row["images"] > 0 and 0 <= row["mass_inside_mean"] <= 1
+    assert row["images"] > 0 and 0 <= row["mass_inside_mean"] <= 1 and row["layer"] == "registry"
+    # a finer layer by its name; a layer the network lacks is named in the error with the ones it has
+    assert main(["localise", str(trained_run[1]), "--data", str(training_ddti), "--layer", "layer3", "--json"]) == 0
+    finer = json.loads(capsys.readouterr().out)[0]
+    assert finer["layer"] == "layer3" and finer["images"] == row["images"]
+    assert main(["localise", str(trained_run[1]), "--data", str(training_ddti), "--layer", "layer9"]) == 2
+    error = capsys.readouterr().err
+    assert "no layer 'layer9'" in error and "layer4" in error
     assert main(["analyze", str(trained_run[1])]) == 0
     assert (trained_run[1] / "errors_by_category.png").is_file()
     assert "| composition | solid |" in capsys.readouterr().out

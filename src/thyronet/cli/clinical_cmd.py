@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ..errors import ThyronetError
 
+LAYER_HELP = "explain this layer of the network (e.g. layer3: finer cells) instead of its last stage"
+
 
 def _backend(args: argparse.Namespace):
     """(the model named on the command line, the inputs): a checkpoint and the inputs after it, or
@@ -44,12 +46,12 @@ def _predict_inputs(args: argparse.Namespace, backend, inputs: list[str]):
     return results
 
 
-def _overlays(backend, answers, method: str):
+def _overlays(backend, answers, method: str, layer: str | None = None):
     """(answer, frame with contours, frame with the heat map or None) per answer; Grad-CAM needs
     the PyTorch checkpoint."""
     from ..clinical.explain import CamExplainer, frame_overlay
 
-    explainer = CamExplainer(backend, method) if backend.loaded is not None else None
+    explainer = CamExplainer(backend, method, layer) if backend.loaded is not None else None
     rows = []
     for answer in answers:
         if answer.prepared is None:
@@ -85,7 +87,7 @@ def _explain(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
-    for answer, plain, blended in _overlays(backend, _predict_inputs(args, backend, inputs), args.method):
+    for answer, plain, blended in _overlays(backend, _predict_inputs(args, backend, inputs), args.method, args.layer):
         prediction = answer.prediction
         if prediction.error:
             print(f"{prediction.input}: error: {prediction.error}", file=sys.stderr)
@@ -123,8 +125,10 @@ def _localise(args: argparse.Namespace) -> int:
     rows = []
     for checkpoint in args.checkpoints:
         backend = load_backend(checkpoint)
-        summary = localisation_summary(backend, held_out_outlined(backend, collection.images, args.all_images), args.method)
-        rows.append({"model": backend.name, "checkpoint": str(backend.source), "method": args.method, **summary.__dict__})
+        records = held_out_outlined(backend, collection.images, args.all_images)
+        summary = localisation_summary(backend, records, args.method, args.layer)
+        rows.append({"model": backend.name, "checkpoint": str(backend.source), "method": args.method,
+                     "layer": args.layer or "registry", **summary.__dict__})
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -178,6 +182,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     explain.add_argument("checkpoint", help="a .ckpt file or run folder")
     explain.add_argument("inputs", nargs="+", help="image or DICOM files or folders")
     explain.add_argument("--method", choices=list(CAM_METHODS), default="gradcam")
+    explain.add_argument("--layer", help=LAYER_HELP)
     explain.add_argument("--out", default="explanations", help="folder for the PNGs (default: %(default)s)")
     explain.add_argument("--box", metavar="X0,Y0,X1,Y1", help="the nodule's box in input pixels, instead of the predicted one")
     explain.set_defaults(handler=_explain)
@@ -192,6 +197,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     localise.add_argument("checkpoints", nargs="+", help="checkpoints (or run folders) to compare")
     localise.add_argument("--data", help="DDTI folder with outlines (default: $THYRONET_DDTI, then ../shared/data/ddti)")
     localise.add_argument("--method", choices=list(CAM_METHODS), default="gradcam")
+    localise.add_argument("--layer", help=LAYER_HELP)
     localise.add_argument("--all-images", action="store_true", help="all outlined images, not only the run's test cases")
     localise.add_argument("--json", action="store_true")
     localise.set_defaults(handler=_localise)

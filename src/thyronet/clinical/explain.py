@@ -37,7 +37,10 @@ class CamExplainer:
     memory does not grow over many images.
     """
 
-    def __init__(self, backend: Backend, method: str = "gradcam") -> None:
+    def __init__(self, backend: Backend, method: str = "gradcam", layer: str | None = None) -> None:
+        """``layer``: the module to explain by its name in the network (``layer3``), instead of the
+        registry's (the last stage: 4x4 cells at a 128-px input, too coarse to say whether the
+        heat sits on a nodule that fills a fifth of the crop)."""
         if backend.loaded is None:
             raise ThyronetError("Grad-CAM needs the PyTorch checkpoint, not an ONNX file")
         if method not in CAM_METHODS:
@@ -45,7 +48,14 @@ class CamExplainer:
         self.backend = backend
         self.method = method
         self.model = backend.loaded.model
-        self.layer = cam_target_layer(self.model, backend.name)
+        self.layer = cam_target_layer(self.model, backend.name) if layer is None else self._named_layer(layer)
+
+    def _named_layer(self, name: str) -> torch.nn.Module:
+        try:
+            return self.model.get_submodule(name)
+        except AttributeError:
+            stages = [n for n, _ in self.model.named_children()]
+            raise ThyronetError(f"{self.backend.name} has no layer {name!r} (its top-level layers: {', '.join(stages)})") from None
 
     def __call__(self, tensor: torch.Tensor) -> np.ndarray:
         """A 1xCxHxW input -> HxW map in [0, 1] of evidence for malignancy."""

@@ -58,10 +58,11 @@ def held_out_outlined(backend: Backend, records: Sequence[ImageRecord], all_imag
     return [r for r in outlined if r.case_id in test_cases]
 
 
-def localisation_summary(backend: Backend, records: Sequence[ImageRecord], method: str = "gradcam") -> LocalisationSummary:
-    """How much of the model's CAM falls inside each record's expert outline, taken in the same
-    crop the model saw (its predicted region of interest, or the scan area)."""
-    explainer = CamExplainer(backend, method)
+def localisation_summary(backend: Backend, records: Sequence[ImageRecord], method: str = "gradcam",
+                         layer: str | None = None) -> LocalisationSummary:
+    """How much of the model's CAM (at ``layer``, else the registry's) falls inside each record's
+    expert outline, taken in the same crop the model saw (its predicted region, or the scan area)."""
+    explainer = CamExplainer(backend, method, layer)
     pairs = []
     for record in records:
         frame = read_image(record.path, record.frame)
