@@ -2,8 +2,9 @@
 malignant and normal): metrics, a run's held-out evaluation and a cross-validation's pooled result.
 
 A softmax over the classes, scored by the macro one-vs-rest AUROC (each class against the rest,
-averaged over classes), balanced accuracy (recall averaged over classes), macro-F1 and each
-class's recall, at image and case level (a case's probabilities are its images' mean). There is
+averaged over classes), balanced accuracy (recall averaged over classes), macro-F1, each class's
+recall and each pair of classes' AUROC, at image and case level (a case's probabilities are its
+images' mean). There is
 no calibration and no operating threshold: those, and the clinical tools built on them (predict,
 serve, evaluate, export), concern a benign-vs-malignant classifier's probability of malignancy.
 """
