@@ -63,9 +63,9 @@ def check_segmenter_folds(config: RunConfig, plan: SplitPlan) -> None:
     """A segmenter given as a CV folder serves fold k with its own fold k, which must not have
     trained on this CV's held-out cases of fold k (else the predicted region has seen them)."""
     segmenter = config.data.roi.segmenter
-    if not segmenter or not CVFolder(Path(segmenter)).is_cv():
+    if not segmenter or not (folder := CVFolder(Path(segmenter))).is_cv():
         return
-    theirs = SplitPlan.load(CVFolder(Path(segmenter)).plan).splits
+    theirs = SplitPlan.load(folder.plan).splits
     if len(theirs) != len(plan.splits):
         raise ThyronetError(f"{segmenter}: {len(theirs)} segmenter folds for a {len(plan.splits)}-fold cross-validation")
     for index, (mine, its) in enumerate(zip(plan.splits, theirs, strict=True)):

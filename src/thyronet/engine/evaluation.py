@@ -106,8 +106,8 @@ def result_table(results: dict[str, dict[str, Any]], multiclass: bool = False) -
             m = result[unit]
             lines.append(f"{name:<6} {unit:<5} {m['n']:>4} {format_ci(m):<22} {m['balanced_acc']:>7.3f} {m['acc']:>6.3f} "
                          f"{m['majority_acc']:>8.3f}" + "".join(f" {m[key]:>{width}{spec}}" for _, key, width, spec in tail))
-    lines.append("(the most probable class" if multiclass else "(threshold 0.5")
-    lines[-1] += "; the majority column is the accuracy of always answering the largest class)"
+    decision = "the most probable class" if multiclass else "threshold 0.5"
+    lines.append(f"({decision}; the majority column is the accuracy of always answering the largest class)")
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn import metrics as skm
 
 
@@ -24,8 +25,21 @@ def case_level(case_ids: Sequence[str], labels: np.ndarray, probs: np.ndarray) -
     return cases, case_labels, case_probs
 
 
+def rank_auroc(positives: np.ndarray, scores: np.ndarray) -> float:
+    """AUROC of ``scores`` for the items where ``positives`` holds against the others, by the
+    Mann-Whitney rank sum (ties count half): sklearn's ``roc_auc_score`` without its per-call
+    overhead, which the bootstrap intervals pay thousands of times. NaN when a side is empty."""
+    positives = np.asarray(positives, dtype=bool)
+    n_pos = int(positives.sum())
+    n_neg = len(positives) - n_pos
+    if not n_pos or not n_neg:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def _safe_auroc(labels: np.ndarray, probs: np.ndarray) -> float:
-    return float(skm.roc_auc_score(labels, probs)) if len(np.unique(labels)) == 2 else float("nan")
+    return rank_auroc(np.asarray(labels) == 1, probs)
 
 
 def bootstrap_indices(labels: np.ndarray, resamples: int = 2000, seed: int = 0) -> Iterator[np.ndarray]:

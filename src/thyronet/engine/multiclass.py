@@ -4,9 +4,9 @@ malignant and normal): metrics, a run's held-out evaluation and a cross-validati
 A softmax over the classes, scored by the macro one-vs-rest AUROC (each class against the rest,
 averaged over classes), balanced accuracy (recall averaged over classes), macro-F1, each class's
 recall and each pair of classes' AUROC, at image and case level (a case's probabilities are its
-images' mean). There is
-no calibration and no operating threshold: those, and the clinical tools built on them (predict,
-serve, evaluate, export), concern a benign-vs-malignant classifier's probability of malignancy.
+images' mean). There is no calibration and no operating threshold: those, and the clinical tools
+built on them (predict, serve, evaluate, export), concern a benign-vs-malignant classifier's
+probability of malignancy.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.special import softmax
 from sklearn import metrics as skm
 
 from ..io import open_atomic
@@ -27,7 +27,7 @@ from .config import RunConfig
 from .evaluation import result_table
 from .inference import LoadedModel, Predictions, load_network, predict_records, read_prediction_rows
 from .layout import RunFolder
-from .metrics import bootstrap_ci, case_level, format_ci, mean_std
+from .metrics import bootstrap_ci, case_level, format_ci, mean_std, rank_auroc
 from .plots import plot_confusion_matrix
 
 if TYPE_CHECKING:
@@ -39,21 +39,9 @@ log = logging.getLogger(__name__)
 SUMMARY_KEYS = ("auroc", "balanced_acc", "acc", "majority_acc", "f1")
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
 def one_vs_rest_auroc(labels: np.ndarray, probs: np.ndarray, index: int) -> float:
-    """AUROC of class ``index`` against all others (NaN when the labels hold only one side), by
-    the Mann-Whitney rank sum: the same value as sklearn's, ties halved, without its overhead
-    (the bootstrap interval computes it thousands of times)."""
-    positives = labels == index
-    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
-    if not n_pos or not n_neg:
-        return float("nan")
-    ranks = rankdata(probs[:, index])
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    """AUROC of class ``index`` against all others (NaN when the labels hold only one side)."""
+    return rank_auroc(labels == index, probs[:, index])
 
 
 def macro_auroc(labels: np.ndarray, probs: np.ndarray) -> float:
@@ -68,8 +56,7 @@ def pairwise_auroc(labels: np.ndarray, probs: np.ndarray, first: int, second: in
     malignant among the tumours, comparable with a two-class classifier's AUROC."""
     both = (labels == first) | (labels == second)
     share = probs[both, second] / np.maximum(probs[both, first] + probs[both, second], 1e-12)
-    pair_probs = np.stack([1 - share, share], axis=1)
-    return one_vs_rest_auroc((labels[both] == second).astype(int), pair_probs, 1)
+    return rank_auroc(labels[both] == second, share)
 
 
 def multiclass_metrics(labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str], ci: bool = True) -> dict[str, Any]:
@@ -105,7 +92,7 @@ def multiclass_metrics(labels: np.ndarray, probs: np.ndarray, class_names: Seque
 
 def write_multiclass_csv(predictions: Predictions, class_names: Sequence[str], path: Path) -> None:
     """One row per image: its true and most probable class, and every class's probability."""
-    probs = softmax(predictions.logits)
+    probs = softmax(predictions.logits, axis=1)
     with open_atomic(path) as handle:
         writer = csv.writer(handle)
         writer.writerow(["image", "case", "label", "predicted", *[f"prob_{name}" for name in class_names], "region"])
@@ -130,7 +117,7 @@ def evaluate_side(predictions: Predictions, class_names: Sequence[str], run_dir:
     path = RunFolder(run_dir).predictions(side)
     write_multiclass_csv(predictions, class_names, path)
     labelled = predictions.labels >= 0
-    labels, probs = predictions.labels[labelled], softmax(predictions.logits[labelled])
+    labels, probs = predictions.labels[labelled], softmax(predictions.logits[labelled], axis=1)
     case_ids = [c for c, keep in zip(predictions.case_ids, labelled, strict=True) if keep]
     _, case_labels, case_probs = case_level(case_ids, labels, probs)
     case = multiclass_metrics(case_labels, case_probs, class_names)
