@@ -336,7 +336,7 @@ def test_residual_only_options_and_the_peers(caplog):
         logger.removeHandler(caplog.handler)
     assert "does not apply to mobilenet_v2" in caplog.text
     config.model.descriptor_heads = True
-    with pytest.raises(ThyronetError, match="mobilenet_v2 has no descriptor heads"):
+    with pytest.raises(ThyronetError, match="mobilenet_v2 does not take model.descriptor_heads"):
         build_classifier(config)
     x4 = build_classifier(load_config("frame", ["model.zero_init_residual=true"]))
     assert all(float(block.bn3.weight.abs().sum()) == 0 for block in x4.layer1)

@@ -20,7 +20,7 @@ from .imageio import read_image
 from .preprocess import Box, PreprocessConfig, preprocess
 from .records import ImageRecord
 from .region import RegionConfig, crop_region
-from .vocabulary import descriptor_targets
+from .vocabulary import descriptor_targets, tirads_target
 
 T = TypeVar("T")
 Locator = Callable[[ImageRecord, np.ndarray], Box | None]  # (record, frame) -> the nodule's box
@@ -35,6 +35,7 @@ class Sample(NamedTuple):
     index: int  # position in the dataset's records
     descriptors: torch.Tensor  # one class index per descriptor, -1 where missing
     case_id: str
+    tirads: int = -1  # the TI-RADS category's index in TIRADS_LEVELS, -1 where missing
 
 
 def load_prepared(
@@ -90,6 +91,7 @@ class UltrasoundDataset(Dataset):
             if progress:
                 progress(index + 1, len(self.records))
         self.descriptors = torch.tensor([descriptor_targets(dict(r.attributes)) for r in self.records], dtype=torch.long)
+        self.tirads = [tirads_target(dict(r.attributes)) for r in self.records]
 
     def __len__(self) -> int:
         return len(self.records)
@@ -112,7 +114,8 @@ class UltrasoundDataset(Dataset):
         image = torch.from_numpy(self._input(index, seed)).unsqueeze(0)
         tensor = seeded(seed, lambda: self.transform(image))
         record = self.records[index]
-        return Sample(tensor, -1 if record.label is None else record.label, index, self.descriptors[index], record.case_id)
+        return Sample(tensor, -1 if record.label is None else record.label, index, self.descriptors[index], record.case_id,
+                      self.tirads[index])
 
 
 class SegmentationDataset(Dataset):

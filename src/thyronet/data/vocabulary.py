@@ -67,6 +67,13 @@ def descriptor_targets(attributes: dict[str, str | None]) -> list[int]:
 
 
 TIRADS_LABELS = {"2": BENIGN, "3": BENIGN, "4a": MALIGNANT, "4b": MALIGNANT, "4c": MALIGNANT, "5": MALIGNANT}
+TIRADS_LEVELS = tuple(TIRADS_LABELS)  # in order of suspicion: the ordinal head's scale
+
+
+def tirads_target(attributes: dict[str, str | None]) -> int:
+    """The TI-RADS category's position in TIRADS_LEVELS, MISSING where the source gives none."""
+    tirads = attributes.get("tirads")
+    return TIRADS_LEVELS.index(tirads) if tirads else MISSING
 
 
 def _canonical_text(text: str) -> str:

@@ -49,6 +49,10 @@ class ModelConfig:
     weights: str | None = None  # a local file; nothing is downloaded
     drop_rate: float = 0.2
     descriptor_heads: bool = False  # also predict composition, echogenicity, margins, calcifications
+    # also predict the TI-RADS category (2 < 3 < 4a < 4b < 4c < 5) the label is cut from, with an
+    # ordinal head: a training signal finer than benign/malignant; the output stays malignancy
+    tirads_head: bool = False
+    channels: int = 64  # ResNet family: the first stage's width (each later stage doubles it)
     # ResNet family: start each residual branch at zero (Goyal et al. 2017), so that a deep network
     # begins as a shallow one; needed for ThyroNet-X4 to train from scratch on a few hundred images
     zero_init_residual: bool = False
@@ -71,6 +75,7 @@ class TrainConfig:
     # 32-true (bf16 is emulated, and slower, on AVX2-only CPUs); or any Lightning precision string
     precision: str = "auto"
     descriptor_loss_weight: float = 0.5  # weight of the summed descriptor losses beside malignancy
+    tirads_loss_weight: float = 0.5  # weight of the TI-RADS head's ordinal loss beside malignancy
     label_smoothing: float = 0.0  # of the malignancy targets in training (0: none)
     # mixup (Zhang et al. 2018): each training batch blended with a shuffled copy of itself, the
     # weight drawn from Beta(mixup, mixup), the losses blended alike; 0 turns it off

@@ -1,5 +1,5 @@
-"""Loss functions beyond plain cross-entropy: masked multi-task descriptor loss, Dice + BCE,
-the contrastive loss of self-supervised pretraining."""
+"""Loss functions beyond plain cross-entropy: masked multi-task descriptor loss, the masked
+ordinal loss of the TI-RADS head, Dice + BCE, the contrastive loss of self-supervised pretraining."""
 
 from __future__ import annotations
 
@@ -24,6 +24,17 @@ def descriptor_loss(outputs: Mapping[str, Tensor], targets: Tensor, names: Seque
         if known.any():
             total = total + F.cross_entropy(outputs[name][known].float(), targets[known, column])
     return total
+
+
+def ordinal_loss(logits: Tensor, levels: Tensor) -> Tensor:
+    """Binary cross-entropy of cumulative logits (batch, levels - 1) against "level above k", over
+    the items whose level is known (``levels`` is MISSING elsewhere); 0 when no level is known."""
+    known = levels != MISSING
+    if not known.any():
+        return logits.new_zeros((), dtype=torch.float32)
+    steps = torch.arange(logits.shape[1], device=levels.device)
+    above = (levels[known, None] > steps).float()
+    return F.binary_cross_entropy_with_logits(logits[known].float(), above)
 
 
 def dice_bce_loss(logits: Tensor, masks: Tensor, smooth: float = 1.0) -> Tensor:

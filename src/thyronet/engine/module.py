@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from ..data.dataset import Sample
-from ..data.vocabulary import DESCRIPTOR_CLASSES, DESCRIPTORS
+from ..data.vocabulary import DESCRIPTOR_CLASSES, DESCRIPTORS, TIRADS_LEVELS
 from ..errors import ThyronetError
 from ..models import create_model, get_entry
 from .config import RunConfig, config_from_dict
-from .losses import descriptor_loss
+from .losses import descriptor_loss, ordinal_loss
 from .metrics import binary_metrics, case_level
 from .multiclass import multiclass_metrics
 from .optim import configure_optimizers, steps_per_epoch
@@ -33,11 +33,18 @@ def build_classifier(config: RunConfig, weights: str | None = None) -> torch.nn.
     model = config.model
     residual = get_entry(model.name).group == "thyronet"
     extra: dict[str, Any] = {}
+    asked = {"descriptor_heads": model.descriptor_heads, "tirads_head": model.tirads_head,
+             "channels": model.channels != 64}
+    unsupported = [f"model.{option}" for option, set_ in asked.items() if set_ and not residual]
+    if unsupported:
+        raise ThyronetError(f"model {model.name} does not take {', '.join(unsupported)}; use a ResNet-family "
+                            "model (thyronet_x4, baseline..., resnet18) or leave it at its default")
     if model.descriptor_heads:
-        if not residual:
-            raise ThyronetError(f"model {model.name} has no descriptor heads; use a ResNet-family model "
-                                "(thyronet_x4, baseline..., resnet18) or model.descriptor_heads=false")
         extra["descriptor_classes"] = {f: len(DESCRIPTOR_CLASSES[f]) for f in DESCRIPTORS}
+    if model.tirads_head:
+        extra["tirads_levels"] = len(TIRADS_LEVELS)
+    if model.channels != 64:
+        extra["channels"] = model.channels
     if model.zero_init_residual:
         if residual:
             extra["zero_init_residual"] = True
@@ -65,7 +72,7 @@ class ThyroNetModule(L.LightningModule):
         self.save_hyperparameters()
         self.run_config: RunConfig = config_from_dict(config)
         self.model = build_classifier(self.run_config, self.run_config.model.weights)
-        self.descriptor_heads = self.run_config.model.descriptor_heads
+        self.auxiliary_heads = self.run_config.model.descriptor_heads or self.run_config.model.tirads_head
         if self.run_config.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         weights = torch.as_tensor(class_weights or [1.0] * len(self.run_config.class_names), dtype=torch.float32)
@@ -82,7 +89,8 @@ class ThyroNetModule(L.LightningModule):
 
     def training_loss(self, batch: Sample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The training loss of a batch (mixed up when ``train.mixup`` is set), the malignancy
-        logits, and the descriptor loss where the model has heads."""
+        logits, and the weighted loss of the auxiliary heads (descriptors, TI-RADS) where the
+        model has them."""
         train = self.run_config.train
         images, labels, descriptors = batch.image, batch.label, batch.descriptors
         weight, order = 1.0, None
@@ -97,21 +105,27 @@ class ThyroNetModule(L.LightningModule):
         if train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         extra = None
-        if self.descriptor_heads:
+        if self.auxiliary_heads:
             logits, outputs = self.model.forward_with_descriptors(images)
-            extra = mixed(lambda targets: descriptor_loss(outputs, targets, DESCRIPTORS), descriptors)
+            extra = logits.new_zeros((), dtype=torch.float32)
+            if self.run_config.model.descriptor_heads:
+                extra = extra + train.descriptor_loss_weight * mixed(
+                    lambda targets: descriptor_loss(outputs, targets, DESCRIPTORS), descriptors)
+            if self.run_config.model.tirads_head:
+                extra = extra + train.tirads_loss_weight * mixed(
+                    lambda targets: ordinal_loss(outputs["tirads"], targets), batch.tirads)
         else:
             logits = self.model(images)
         loss = mixed(lambda targets: self._loss(logits, targets, train.label_smoothing), labels)
         if extra is not None:
-            loss = loss + train.descriptor_loss_weight * extra
+            loss = loss + extra
         return loss, logits, extra
 
     def training_step(self, batch: Sample, batch_idx: int) -> torch.Tensor:
         loss, logits, extra = self.training_loss(batch)
         labels = batch.label
         if extra is not None:
-            self.log("train/descriptor_loss", extra, on_step=False, on_epoch=True, batch_size=len(labels), sync_dist=True)
+            self.log("train/auxiliary_loss", extra, on_step=False, on_epoch=True, batch_size=len(labels), sync_dist=True)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels), sync_dist=True)
         self.log("train/acc", (logits.argmax(1) == labels).float().mean(), on_step=False, on_epoch=True,
                  batch_size=len(labels), sync_dist=True)

@@ -15,7 +15,9 @@ docs/architecture.md records the reading chosen here:
 ``descriptor_classes`` (our addition) puts one linear head per TI-RADS descriptor beside the
 malignancy head, on the same pooled features (multi-task learning). ``forward`` still returns the
 malignancy logits alone, so Grad-CAM and ONNX export see one classifier;
-``forward_with_descriptors`` returns both.
+``forward_with_descriptors`` returns both. ``tirads_levels`` (ours too) adds an ordinal head on the
+TI-RADS category the malignancy label is cut from (:class:`OrdinalHead`), and ``channels`` narrows
+or widens every stage (64 in torchvision: the first stage's width, each later stage doubling it).
 """
 
 from __future__ import annotations
@@ -120,9 +122,11 @@ class ResNet(nn.Module):
         drop_rate: float = 0.0,
         zero_init_residual: bool = False,
         descriptor_classes: Mapping[str, int] | None = None,
+        tirads_levels: int = 0,
+        channels: int = 64,
     ) -> None:
         super().__init__()
-        self.inplanes = 64
+        self.inplanes = channels
         self.groups = groups
         self.base_width = width_per_group
         self.kernel_size = kernel_size
@@ -131,12 +135,12 @@ class ResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(self.inplanes)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(block, 64, layers[0])
-        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.layer1 = self._make_layer(block, channels, layers[0])
+        self.layer2 = self._make_layer(block, channels * 2, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, channels * 4, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, channels * 8, layers[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        stage_widths = [64 * 2**i * block.expansion for i in range(4)]
+        stage_widths = [channels * 2**i * block.expansion for i in range(4)]
         self.num_features = sum(stage_widths) if dense else stage_widths[-1]
         self.dropout = nn.Dropout(drop_rate)
         self.fc = nn.Linear(self.num_features, num_classes)
@@ -156,6 +160,7 @@ class ResNet(nn.Module):
         self.descriptor_heads = nn.ModuleDict(
             {name: nn.Linear(self.num_features, classes) for name, classes in (descriptor_classes or {}).items()}
         )
+        self.tirads_head = OrdinalHead(self.num_features, tirads_levels) if tirads_levels else None
 
     def _make_layer(self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         downsample = None
@@ -193,9 +198,30 @@ class ResNet(nn.Module):
         return self.fc(self.dropout(self.forward_features(x)))
 
     def forward_with_descriptors(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Malignancy logits and one logit vector per descriptor head, from one forward pass."""
+        """Malignancy logits and one logit vector per auxiliary head (each descriptor's; with a
+        TI-RADS head, its cumulative logits under ``"tirads"``), from one forward pass."""
         features = self.dropout(self.forward_features(x))
-        return self.fc(features), {name: head(features) for name, head in self.descriptor_heads.items()}
+        outputs = {name: head(features) for name, head in self.descriptor_heads.items()}
+        if self.tirads_head is not None:
+            outputs["tirads"] = self.tirads_head(features)
+        return self.fc(features), outputs
+
+
+class OrdinalHead(nn.Module):
+    """Cumulative logits of an ordered category with ``levels`` values (CORAL, Cao et al. 2020):
+    one shared projection of the features and ``levels - 1`` biases, logit k scoring "above level
+    k". Sharing the projection makes the levels one severity axis, so that every step of the
+    scale (TI-RADS 2 < 3 < 4a < ... < 5) teaches the same direction, not only the benign/malignant cut."""
+
+    def __init__(self, in_features: int, levels: int) -> None:
+        super().__init__()
+        if levels < 2:
+            raise ValueError(f"an ordinal head needs two or more levels, got {levels}")
+        self.projection = nn.Linear(in_features, 1, bias=False)
+        self.thresholds = nn.Parameter(torch.zeros(levels - 1))
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.projection(features) + self.thresholds
 
 
 RESNET34_DEPTHS = (3, 4, 6, 3)
