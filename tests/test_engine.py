@@ -338,8 +338,14 @@ def test_residual_only_options_and_the_peers(caplog):
     config.model.descriptor_heads = True
     with pytest.raises(ThyronetError, match="mobilenet_v2 does not take model.descriptor_heads"):
         build_classifier(config)
+    config.model.tirads_head, config.model.channels = True, 32
+    with pytest.raises(ThyronetError, match="model.descriptor_heads, model.tirads_head, model.channels"):
+        build_classifier(config)
     x4 = build_classifier(load_config("frame", ["model.zero_init_residual=true"]))
     assert all(float(block.bn3.weight.abs().sum()) == 0 for block in x4.layer1)
+
+
+TIRADS_OF_BATCH = torch.tensor([0, 2, 5, -1, 3, 4])  # one case without a TI-RADS category
 
 
 def _training_loss(tmp_path, *settings, seed=0):
@@ -350,10 +356,23 @@ def _training_loss(tmp_path, *settings, seed=0):
     module = ThyroNetModule(tiny_config(tmp_path, "model.drop_rate=0.0", *settings).to_dict()).eval()
     images = torch.randn(6, 1, 32, 32)
     labels = torch.tensor([0, 1, 1, 0, 1, 1])
-    batch = Sample(images, labels, torch.arange(6), torch.full((6, 4), -1), [str(i) for i in range(6)])
+    batch = Sample(images, labels, torch.arange(6), torch.full((6, 4), -1), [str(i) for i in range(6)], TIRADS_OF_BATCH)
     torch.manual_seed(seed)
     loss, logits, _ = module.training_loss(batch)
     return float(loss.detach()), module, images, labels
+
+
+def test_the_tirads_head_adds_its_weighted_ordinal_loss(tmp_path):
+    import torch.nn.functional as F
+
+    from thyronet.engine.losses import ordinal_loss
+
+    with_head, module, images, labels = _training_loss(tmp_path, "model.tirads_head=true", "train.tirads_loss_weight=0.3")
+    with torch.no_grad():
+        logits, outputs = module.model.forward_with_descriptors(images)
+    plain = float(F.cross_entropy(logits.float(), labels, weight=module.class_weights))
+    assert with_head == pytest.approx(plain + 0.3 * float(ordinal_loss(outputs["tirads"], TIRADS_OF_BATCH)), rel=1e-5)
+    assert with_head > plain
 
 
 def test_label_smoothing_and_mixup_change_the_training_loss_as_defined(tmp_path):

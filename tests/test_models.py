@@ -97,6 +97,27 @@ def test_descriptor_heads_share_the_features_and_leave_forward_unchanged():
     assert outputs["composition"].shape == (2, 6) and outputs["margins"].shape == (2, 5)
 
 
+def test_tirads_head_gives_cumulative_logits_on_one_axis():
+    torch.manual_seed(0)
+    model = create_model("resnet18", in_chans=1, tirads_levels=6).eval()
+    with torch.no_grad():
+        logits, outputs = model.forward_with_descriptors(torch.randn(3, 1, 64, 64))
+        model.tirads_head.thresholds.copy_(torch.tensor([2.0, 1.0, 0.0, -1.0, -2.0]))
+        steps = model.forward_with_descriptors(torch.randn(3, 1, 64, 64))[1]["tirads"]
+    assert logits.shape == (3, 2) and outputs["tirads"].shape == (3, 5)
+    # one projection: a case's cumulative logits differ by the thresholds alone
+    assert torch.allclose(steps - steps[:, :1], torch.tensor([0.0, -1.0, -2.0, -3.0, -4.0]).expand(3, 5))
+    with pytest.raises(ValueError, match="two or more levels"):
+        create_model("resnet18", tirads_levels=1)
+
+
+def test_channels_scales_every_stage():
+    narrow = create_model("resnet18", in_chans=1, channels=16)
+    assert [getattr(narrow, f"layer{i}")[0].conv1.out_channels for i in range(1, 5)] == [16, 32, 64, 128]
+    assert narrow.fc.in_features == 128 and narrow.num_features == 128
+    assert count_parameters(narrow) < count_parameters(create_model("resnet18", in_chans=1)) / 10
+
+
 def test_thyronet_x4_block_layout():
     model = create_model("thyronet_x4")
     block = model.layer3[0]
