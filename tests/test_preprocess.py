@@ -110,6 +110,15 @@ def test_transform_output_and_augmentation_is_random_but_shape_stable():
     assert first.shape == (1, 64, 64) and not torch.allclose(first, second)
 
 
+def test_standardising_each_image_undoes_a_change_of_gain():
+    image = torch.from_numpy(preprocess(ultrasound_image(0, True), PreprocessConfig(size=64))[0]).unsqueeze(0)
+    darker = (image.float() * 0.6).round().to(torch.uint8)
+    own, fixed = build_transform(None, 1, None, None), build_transform(None, 1, 0.2, 0.2)
+    assert abs(float(own(image).mean())) < 1e-5 and float(own(image).std()) == pytest.approx(1.0, abs=1e-4)
+    assert float((own(darker) - own(image)).abs().max()) < 0.05  # uint8 rounding only
+    assert float((fixed(darker) - fixed(image)).abs().mean()) > 0.1
+
+
 @pytest.mark.parametrize("fit", ["letterbox", "stretch"])
 @pytest.mark.parametrize("region", [None, (180, 80, 340, 230)])
 def test_geometry_carries_a_map_back_onto_the_frame(region, fit):

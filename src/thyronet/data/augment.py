@@ -33,6 +33,14 @@ class SpeckleNoise(torch.nn.Module):
         return (image * noise).clamp_(0.0, 1.0)
 
 
+class Standardise(torch.nn.Module):
+    """Each image to zero mean and unit standard deviation over its own pixels: a scanner's gain
+    (a scaling of the grey levels) then leaves the input unchanged, a change of contrast nearly."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return (image - image.mean()) / image.std().clamp_min(1e-3)
+
+
 class RepeatChannels(torch.nn.Module):
     """Greyscale 1xHxW -> CxHxW, for models that take RGB input."""
 
@@ -54,9 +62,10 @@ def geometric_transform(augment: AugmentConfig | None) -> v2.Compose:
     return v2.Compose(steps or [v2.Identity()])
 
 
-def photometric_transform(augment: AugmentConfig | None, in_chans: int, mean: float, std: float) -> v2.Compose:
-    """uint8 tensor 1xHxW -> normalised float in_chans x H x W, with brightness/contrast and
-    speckle when augmenting (image only: a mask never goes through this)."""
+def photometric_transform(augment: AugmentConfig | None, in_chans: int, mean: float | None, std: float | None) -> v2.Compose:
+    """uint8 tensor 1xHxW -> normalised float in_chans x H x W (by ``mean`` and ``std``, or by the
+    image's own when they are None), with brightness/contrast and speckle when augmenting (image
+    only: a mask never goes through this)."""
     enabled = augment is not None and augment.enabled
     steps: list[torch.nn.Module] = []
     if enabled and (augment.brightness or augment.contrast):
@@ -64,14 +73,14 @@ def photometric_transform(augment: AugmentConfig | None, in_chans: int, mean: fl
     steps.append(v2.ToDtype(torch.float32, scale=True))
     if enabled and augment.speckle:
         steps.append(SpeckleNoise(augment.speckle))
-    steps.append(v2.Normalize([mean], [std]))
+    steps.append(Standardise() if mean is None else v2.Normalize([mean], [std]))
     if in_chans != 1:
         steps.append(RepeatChannels(in_chans))
     return v2.Compose(steps)
 
 
 def build_transform(
-    augment: AugmentConfig | None, in_chans: int, mean: float, std: float
+    augment: AugmentConfig | None, in_chans: int, mean: float | None, std: float | None
 ) -> v2.Compose:
     """uint8 tensor 1xHxW -> normalised float tensor in_chans x H x W (augmented if given)."""
     return v2.Compose([geometric_transform(augment), photometric_transform(augment, in_chans, mean, std)])

@@ -128,8 +128,8 @@ class SegmentationDataset(Dataset):
         preprocess_config: PreprocessConfig,
         augment: AugmentConfig | None,
         in_chans: int,
-        mean: float,
-        std: float,
+        mean: float | None,
+        std: float | None,
     ) -> None:
         self.records = list(records)
         self.geometric = geometric_transform(augment)

@@ -26,8 +26,11 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 class DataConfig:
     path: str | None = None  # None: --data, then $THYRONET_DDTI, then ../shared/data/ddti
     in_chans: int = 1
-    mean: float = 0.2  # grey-level statistics of DDTI scan areas after preprocessing
-    std: float = 0.2
+    # the input's grey levels (0-1) are normalised by these, DDTI scan areas' statistics after
+    # preprocessing; null for both: each input by its own mean and std, so that a scanner's gain
+    # (a scaling of the grey levels) leaves the input unchanged (docs/results.md, "Another scanner")
+    mean: float | None = 0.2
+    std: float | None = 0.2
     num_workers: int = 0
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -41,6 +44,9 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.classes is not None and (len(self.classes) < 2 or len(set(self.classes)) != len(self.classes)):
             raise ThyronetError(f"config data.classes: expected two or more distinct class names (or null), got {self.classes}")
+        if (self.mean is None) != (self.std is None) or (self.std is not None and self.std <= 0):
+            raise ThyronetError(f"config data.mean, data.std: expected both numbers (std > 0) or both null (each input's own), "
+                                f"got {self.mean}, {self.std}")
 
 
 @dataclass

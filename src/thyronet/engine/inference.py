@@ -313,12 +313,20 @@ def read_prediction_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def predict_records(predictor: Predictor, records: Sequence[ImageRecord], batch_size: int = 32) -> Predictions:
-    """Outputs for the records, each prepared exactly as in evaluation (no augmentation)."""
+def predict_records(predictor: Predictor, records: Sequence[ImageRecord], batch_size: int = 32,
+                    alter: Callable[[np.ndarray, int], np.ndarray] | None = None) -> Predictions:
+    """Outputs for the records, each prepared exactly as in evaluation (no augmentation).
+
+    ``alter(frame, position)``, where given, changes each frame as read before anything else sees
+    it (a simulated change of scanner in ``benchmarks/shift_robustness.py``); ``position`` is the
+    record's place in ``records``, to seed what it draws."""
     results: list[FrameResult] = []
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
-        results += predictor.predict_batch([read_image(r.path, r.frame) for r in chunk], [r.outlines for r in chunk])
+        frames = [read_image(r.path, r.frame) for r in chunk]
+        if alter is not None:
+            frames = [alter(frame, start + i) for i, frame in enumerate(frames)]
+        results += predictor.predict_batch(frames, [r.outlines for r in chunk])
     if not results:
         return Predictions([], np.zeros((0, 2), np.float32), predictor.calibration)
     heads = {name: np.stack([r.descriptors[name] for r in results]) for name in results[0].descriptors}
