@@ -18,6 +18,7 @@ from thyronet.data.preprocess import (
     scan_area_box,
 )
 from thyronet.data.region import RegionConfig, crop_region, expert_box, parse_box
+from thyronet.errors import ThyronetError
 
 NODULE = (200, 100, 320, 200)
 ELLIPSE = tuple((200 + 60 + 60 * np.cos(t), 150 + 50 * np.sin(t)) for t in np.linspace(0, 2 * np.pi, 40))
@@ -108,6 +109,15 @@ def test_transform_output_and_augmentation_is_random_but_shape_stable():
     augmented = build_transform(AugmentConfig(), 1, 0.2, 0.2)
     first, second = augmented(image), augmented(image)
     assert first.shape == (1, 64, 64) and not torch.allclose(first, second)
+    gamma_only = AugmentConfig(rotation=0.0, scale_min=1.0, scale_max=1.0, hflip=False, brightness=0.0, contrast=0.0,
+                               speckle=0.0, gamma=0.5)
+    bent = [build_transform(gamma_only, 1, 0.0, 1.0)(image) for _ in range(4)]
+    plain_grey = build_transform(None, 1, 0.0, 1.0)(image)
+    dark = plain_grey == 0
+    assert all(torch.equal(b[dark], plain_grey[dark]) and b.max() <= 1.0 for b in bent)  # black stays black
+    assert len({round(float(b.mean()), 4) for b in bent}) > 1  # a new curve each draw
+    with pytest.raises(ThyronetError, match="augment.gamma"):
+        AugmentConfig(gamma=-0.1)
 
 
 def test_standardising_each_image_undoes_a_change_of_gain():

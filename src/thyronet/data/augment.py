@@ -1,5 +1,5 @@
-"""Training augmentation (rotation, scaling, mirroring, brightness/contrast, speckle) and input
-normalisation, built from torchvision transforms v2."""
+"""Training augmentation (rotation, scaling, mirroring, brightness/contrast, gamma, speckle) and
+input normalisation, built from torchvision transforms v2."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 from torchvision.transforms import v2
+
+from ..errors import ThyronetError
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,13 @@ class AugmentConfig:
     brightness: float = 0.15
     contrast: float = 0.15
     speckle: float = 0.1  # std of multiplicative noise
+    # grey levels raised to a power exp(u), u uniform in [-gamma, gamma]: a scanner's or preset's
+    # other grey-level curve (0: none)
+    gamma: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.gamma < 0:
+            raise ThyronetError(f"config data.augment.gamma: expected 0 or more, got {self.gamma}")
 
 
 class SpeckleNoise(torch.nn.Module):
@@ -31,6 +40,18 @@ class SpeckleNoise(torch.nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         noise = 1.0 + self.std * torch.randn_like(image)
         return (image * noise).clamp_(0.0, 1.0)
+
+
+class RandomGamma(torch.nn.Module):
+    """Grey levels in [0, 1] raised to a random power exp(u), u uniform in [-spread, spread]."""
+
+    def __init__(self, spread: float) -> None:
+        super().__init__()
+        self.spread = spread
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        power = torch.empty(()).uniform_(-self.spread, self.spread).exp()
+        return image.clamp(0.0, 1.0) ** power
 
 
 class Standardise(torch.nn.Module):
@@ -64,13 +85,15 @@ def geometric_transform(augment: AugmentConfig | None) -> v2.Compose:
 
 def photometric_transform(augment: AugmentConfig | None, in_chans: int, mean: float | None, std: float | None) -> v2.Compose:
     """uint8 tensor 1xHxW -> normalised float in_chans x H x W (by ``mean`` and ``std``, or by the
-    image's own when they are None), with brightness/contrast and speckle when augmenting (image
-    only: a mask never goes through this)."""
+    image's own when they are None), with brightness/contrast, gamma and speckle when augmenting
+    (image only: a mask never goes through this)."""
     enabled = augment is not None and augment.enabled
     steps: list[torch.nn.Module] = []
     if enabled and (augment.brightness or augment.contrast):
         steps.append(v2.ColorJitter(brightness=augment.brightness, contrast=augment.contrast))
     steps.append(v2.ToDtype(torch.float32, scale=True))
+    if enabled and augment.gamma:
+        steps.append(RandomGamma(augment.gamma))
     if enabled and augment.speckle:
         steps.append(SpeckleNoise(augment.speckle))
     steps.append(Standardise() if mean is None else v2.Normalize([mean], [std]))
