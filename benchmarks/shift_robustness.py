@@ -1,6 +1,7 @@
 """How the fold models of a CV hold up when the images look as if another scanner made them.
 
-    python benchmarks/shift_robustness.py CV_DIR [CV_DIR ...] [--data ../shared/data/ddti] [--region expert] [--plot shift.png]
+    python benchmarks/shift_robustness.py CV_DIR [CV_DIR ...] [--data ../shared/data/ddti]
+        [--region expert | --segmenters SEG_CV] [--plot shift.png]
 
 Each CV_DIR is a `thyronet cv` folder of a benign-vs-malignant classifier whose checkpoints carry
 what they need (the segmenter of a predicted region travels in the checkpoint). Every fold's model
@@ -16,8 +17,10 @@ paired difference to the unchanged images; the mean calibrated probability; sens
 specificity at each fold's own threshold (the failure seen on another hospital's images was "malignant
 for everything": specificity falling to 0); and the share of images the out-of-distribution gate
 flags. ``--region expert`` crops every image on the expert outline's box instead of the segmenter's
-(a predicted-region model), to tell the classifier's fragility from the segmenter's. Writes
-shift_robustness[_expert].{md,json} into the first CV_DIR. Not a test: the figures go in docs/results.md.
+(a predicted-region model), to tell the classifier's fragility from the segmenter's;
+``--segmenters SEG_CV`` gives fold k's model the segmenter of fold k of another segmentation CV
+made on the same folds (say, one trained with other normalisation). Writes
+shift_robustness[_expert|_SEG_CV].{md,json} into the first CV_DIR. Not a test: the figures go in docs/results.md.
 """
 
 from __future__ import annotations
@@ -40,9 +43,12 @@ from scipy.ndimage import gaussian_filter
 
 from thyronet.data import open_source
 from thyronet.data.splits import SplitPlan
+from thyronet.engine.cv import check_segmenter_folds
 from thyronet.engine.evaluation import nan_to_none
 from thyronet.engine.inference import load_checkpoint, predict_records
 from thyronet.engine.metrics import binary_metrics, case_level, format_ci, paired_bootstrap_auroc
+from thyronet.engine.segmenter import Segmenter, fold_segmenter
+from thyronet.errors import ThyronetError
 from thyronet.io import write_text_atomic
 
 Alter = Callable[[np.ndarray, int], np.ndarray]
@@ -88,15 +94,20 @@ SHIFTS: dict[str, Alter] = {
 }
 
 
-def score_cv(cv_dir: Path, collection, shifts: dict[str, Alter], region: str | None) -> dict[str, dict[str, dict]]:
+def score_cv(cv_dir: Path, collection, shifts: dict[str, Alter], region: str | None = None,
+             segmenters: Path | None = None) -> dict[str, dict[str, dict]]:
     """shift -> case id -> (label, mean probability, fold's threshold, share of its images the gate
-    flags); ``region`` ("expert"), where given, replaces the models' own region of interest."""
+    flags); ``region`` ("expert"), where given, replaces the models' own region of interest, and
+    ``segmenters`` (a segmentation CV folder) their own segmenters."""
     plan = SplitPlan.load(cv_dir / "folds.json")
+    check_segmenter_folds(segmenters, plan)  # none may have trained on its fold's held-out cases
     scored: dict[str, dict[str, dict]] = {name: {} for name in shifts}
     for fold, split in enumerate(plan.splits):
         loaded = load_checkpoint(cv_dir / f"fold-{fold}")
         if region is not None:
             loaded.config.data.roi = dataclasses.replace(loaded.config.data.roi, mode=region)
+        if segmenters is not None:
+            loaded.segmenter = Segmenter.load(fold_segmenter(segmenters, fold))
         records = [r for r in collection.subset(split.test) if r.label is not None]
         for name, alter in shifts.items():
             predictions = predict_records(loaded, records, alter=alter)
@@ -178,7 +189,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("cv_dirs", type=Path, nargs="+", metavar="CV_DIR")
     parser.add_argument("--data", default="../shared/data/ddti")
-    parser.add_argument("--region", choices=["expert"], help="crop on the expert outline's box, not the models' own region")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--region", choices=["expert"], help="crop on the expert outline's box, not the models' own region")
+    where.add_argument("--segmenters", type=Path, metavar="SEG_CV", help="fold k's segmenter from this segmentation CV")
     parser.add_argument("--plot", type=Path, help="PNG of the AUROC, sensitivity and specificity per change")
     args = parser.parse_args()
     missing = [d for d in args.cv_dirs if not (d / "folds.json").is_file()]
@@ -186,14 +199,19 @@ def main() -> int:
         print(f"{missing[0]}: not a `thyronet cv` folder (no folds.json)", file=sys.stderr)
         return 1
     collection = open_source(args.data)
-    runs = [score_cv(d, collection, SHIFTS, args.region) for d in args.cv_dirs]
+    try:
+        runs = [score_cv(d, collection, SHIFTS, args.region, args.segmenters) for d in args.cv_dirs]
+    except ThyronetError as error:  # an unfinished CV, or segmenters made on other folds
+        print(error, file=sys.stderr)
+        return 1
     result = summarise(runs)
     title = (f"Simulated acquisition changes, {result['unchanged']['n']} cases pooled over the folds"
              f" of {', '.join(d.name for d in args.cv_dirs)}" + (" (the seeds' ensemble)" if len(runs) > 1 else "")
-             + (", cropped on the expert outline's box" if args.region else ""))
+             + (", cropped on the expert outline's box" if args.region else "")
+             + (f", segmenters of {args.segmenters.name}" if args.segmenters else ""))
     text = table(result, title)
     print(text)
-    stem = "shift_robustness" + (f"_{args.region}" if args.region else "")
+    stem = "shift_robustness" + (f"_{args.region}" if args.region else f"_{args.segmenters.name}" if args.segmenters else "")
     write_text_atomic(args.cv_dirs[0] / f"{stem}.md", text)
     write_text_atomic(args.cv_dirs[0] / f"{stem}.json", json.dumps(nan_to_none(result), indent=1))
     if args.plot:

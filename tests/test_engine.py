@@ -317,13 +317,13 @@ def test_a_segmenter_cv_must_not_have_trained_on_held_out_cases(training_ddti, t
     plan = kfold_plan(collection, 3, 42)
     for seed, folds in ((42, 3), (7, 3), (42, 2)):
         kfold_plan(collection, folds, seed).save(tmp_path / f"seg-{seed}-{folds}" / "folds.json")
-    same = load_config("cpu", [f"data.roi.segmenter={tmp_path / 'seg-42-3'}"])
-    check_segmenter_folds(same, plan)  # the same folds: each fold's segmenter never saw its held-out cases
-    check_segmenter_folds(load_config("cpu", [f"data.roi.segmenter={tmp_path / 'one.ckpt'}"]), plan)  # one file: the user's call
+    check_segmenter_folds(tmp_path / "seg-42-3", plan)  # the same folds: each fold's segmenter never saw its held-out cases
+    check_segmenter_folds(tmp_path / "one.ckpt", plan)  # one file: the user's call
+    check_segmenter_folds(None, plan)
     with pytest.raises(ThyronetError, match="trained on .* of this fold's held-out cases"):
-        check_segmenter_folds(load_config("cpu", [f"data.roi.segmenter={tmp_path / 'seg-7-3'}"]), plan)
+        check_segmenter_folds(tmp_path / "seg-7-3", plan)
     with pytest.raises(ThyronetError, match="2 segmenter folds for a 3-fold"):
-        check_segmenter_folds(load_config("cpu", [f"data.roi.segmenter={tmp_path / 'seg-42-2'}"]), plan)
+        check_segmenter_folds(tmp_path / "seg-42-2", plan)
 
 
 def test_residual_only_options_and_the_peers(caplog):

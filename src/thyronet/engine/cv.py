@@ -59,10 +59,9 @@ def fold_plan(collection: Collection, config: RunConfig, cv_dir: Path) -> SplitP
     return plan
 
 
-def check_segmenter_folds(config: RunConfig, plan: SplitPlan) -> None:
+def check_segmenter_folds(segmenter: str | Path | None, plan: SplitPlan) -> None:
     """A segmenter given as a CV folder serves fold k with its own fold k, which must not have
     trained on this CV's held-out cases of fold k (else the predicted region has seen them)."""
-    segmenter = config.data.roi.segmenter
     if not segmenter or not (folder := CVFolder(Path(segmenter))).is_cv():
         return
     theirs = SplitPlan.load(folder.plan).splits
@@ -78,7 +77,7 @@ def check_segmenter_folds(config: RunConfig, plan: SplitPlan) -> None:
 def cross_validate(config: RunConfig, collection: Collection, cv_dir: Path) -> dict[str, Any] | None:
     """Run (or finish) every fold, then aggregate; ``None`` if interrupted."""
     plan = fold_plan(collection, config, cv_dir)
-    check_segmenter_folds(config, plan)
+    check_segmenter_folds(config.data.roi.segmenter, plan)
     folder = CVFolder(cv_dir)
     per_fold = []
     for index, split in enumerate(plan.splits):
