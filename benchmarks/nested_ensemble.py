@@ -35,6 +35,7 @@ from thyronet.engine.cv import cross_validate, fold_config, read_fold_prediction
 from thyronet.engine.evaluation import nan_to_none
 from thyronet.engine.inference import predict_records
 from thyronet.engine.metrics import binary_metrics, case_level, format_ci, paired_bootstrap_auroc
+from thyronet.errors import ThyronetError
 from thyronet.io import write_text_atomic
 
 
@@ -110,4 +111,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except ThyronetError as error:  # an unfinished or missing CV folder, in one line
+        sys.exit(str(error))

@@ -29,6 +29,7 @@ from thyronet.engine.evaluation import nan_to_none
 from thyronet.engine.inference import load_checkpoint, predict_records
 from thyronet.engine.metrics import binary_metrics, case_level, format_ci, paired_bootstrap_auroc
 from thyronet.engine.segmenter import Segmenter, fold_segmenter
+from thyronet.errors import ThyronetError
 from thyronet.io import write_text_atomic
 
 
@@ -99,4 +100,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except ThyronetError as error:  # an unfinished or missing CV folder, in one line
+        sys.exit(str(error))
