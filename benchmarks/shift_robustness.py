@@ -175,11 +175,12 @@ def plot(result: dict[str, dict], path: Path, title: str) -> None:
     left.errorbar(auroc, y, xerr=[low, high], fmt="o", capsize=3)
     left.axvline(result["unchanged"]["auroc"], color="grey", lw=0.8, ls="--")
     left.axvline(0.5, color="red", lw=0.8, ls=":")
-    left.set(yticks=y, yticklabels=names, xlabel="pooled case AUROC (95% CI)", title=title)
+    left.set(yticks=y, yticklabels=names, xlabel="pooled case AUROC (95% CI)")
+    fig.suptitle(title)
     for key, marker, label in (("sensitivity_at_threshold", "^", "sensitivity"), ("specificity_at_threshold", "v", "specificity")):
         right.plot([result[n][key] for n in names], y, marker, label=label)
     right.set(xlim=(-0.05, 1.05), xlabel="at the folds' thresholds")
-    right.legend(loc="lower left")
+    right.legend(loc="center")  # the middle stays empty: sensitivity sits high, specificity low
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -215,7 +216,8 @@ def main() -> int:
     write_text_atomic(args.cv_dirs[0] / f"{stem}.md", text)
     write_text_atomic(args.cv_dirs[0] / f"{stem}.json", json.dumps(nan_to_none(result), indent=1))
     if args.plot:
-        plot(result, args.plot, "held-out images, changed as by another scanner")
+        seeds = f" and {len(runs) - 1} more seeds" if len(runs) > 1 else ""
+        plot(result, args.plot, f"{args.cv_dirs[0].name}{seeds}: held-out images, changed as by another scanner")
     return 0
 
 
