@@ -72,8 +72,20 @@ def test_checkpoint_carries_calibration_and_evaluates_the_same(uninterrupted, co
     assert loaded.calibration.temperature > 0 and 0 <= loaded.calibration.threshold <= 1
     assert loaded.info["data_fingerprint"]
     test_records = [r for r in collection.subset(split.test) if r.label is not None]
-    again = score(predict_records(loaded, test_records))
+    predictions = predict_records(loaded, test_records)
+    again = score(predictions)
     assert again["case"]["auroc"] == pytest.approx(result.results["test"]["case"]["auroc"])
+    # a simulated change of scanner: every frame passes through `alter`, with its position
+    positions = []
+
+    def unchanged(frame, position):
+        positions.append(position)
+        return frame
+
+    assert np.allclose(predict_records(loaded, test_records, batch_size=2, alter=unchanged).logits, predictions.logits, atol=1e-5)
+    assert positions == list(range(len(test_records)))
+    inverted = predict_records(loaded, test_records, alter=lambda frame, _: 255 - frame)
+    assert not np.allclose(inverted.logits, predictions.logits, atol=1e-3)
 
 
 def test_interrupted_run_resumes_to_the_same_result(uninterrupted, collection, tmp_path):
