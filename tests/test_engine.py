@@ -139,9 +139,11 @@ def test_config_overrides_and_errors():
     assert load_config("cpu", ["train.precision=32"]).train.precision == "32"  # a number in YAML, text to Lightning
     with pytest.raises(ThyronetError, match="preprocess.fit"):
         load_config("cpu", ["data.preprocess.fit=crop"])
-    assert load_config("cpu", ["data.mean=null", "data.std=null"]).data.mean is None  # each input's own
+    assert load_config("frame", ["data.mean=null", "data.std=null"]).data.mean is None  # each input's own
     with pytest.raises(ThyronetError, match="data.mean, data.std: expected both numbers"):
-        load_config("cpu", ["data.mean=null"])
+        load_config("frame", ["data.mean=null"])
+    with pytest.raises(ThyronetError, match="data.mean, data.std: expected both numbers"):
+        load_config("cpu", ["data.mean=0.3"])  # the default standardises each input: both null
 
 
 def test_every_shipped_config_loads():
