@@ -90,7 +90,7 @@ def plot(figures: dict[str, dict], path: Path) -> None:
     axis.set_ylabel("pooled out-of-fold case AUROC")
     axis.set_title("one recipe, several training seeds, same folds", fontsize=9)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7, loc="lower right")
+    axis.legend(fontsize=7, loc="best")
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
