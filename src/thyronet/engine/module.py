@@ -43,7 +43,7 @@ def build_classifier(config: RunConfig, weights: str | None = None) -> torch.nn.
         extra["descriptor_classes"] = {f: len(DESCRIPTOR_CLASSES[f]) for f in DESCRIPTORS}
     if model.tirads_head:
         extra["tirads_levels"] = len(TIRADS_LEVELS)
-    if model.channels != 64:
+    if residual:  # the peers refused any other width above
         extra["channels"] = model.channels
     if model.zero_init_residual:
         if residual:
