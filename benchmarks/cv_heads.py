@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from thyronet.engine.layout import CVFolder
+from thyronet.runs.layout import CVFolder
 
 
 def main() -> None:

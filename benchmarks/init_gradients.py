@@ -18,8 +18,8 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from thyronet.engine.provenance import processor
 from thyronet.models import create_model
+from thyronet.training.provenance import processor
 
 DEFAULT_MODELS = ["resnet18", "baseline", "baseline_block", "baseline_bottleneck", "thyronet_x4"]
 

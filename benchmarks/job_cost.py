@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from thyronet.engine.provenance import processor
+from thyronet.training.provenance import processor
 
 
 def main() -> int:

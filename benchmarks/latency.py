@@ -21,15 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from thyronet.clinical.backends import Backend, load_backend
-from thyronet.clinical.explain import CamExplainer
-from thyronet.clinical.export import export_onnx
-from thyronet.clinical.predict import predict_image
 from thyronet.data.imageio import read_image
-from thyronet.engine.inference import read_checkpoint
-from thyronet.engine.provenance import processor
-from thyronet.engine.segmenter import Segmenter
 from thyronet.errors import ThyronetError
+from thyronet.inference.answers import predict_image
+from thyronet.inference.backends import Backend, load_backend
+from thyronet.inference.cam import CamExplainer
+from thyronet.inference.checkpoint import read_checkpoint
+from thyronet.inference.onnx import export_onnx
+from thyronet.inference.segmenter import Segmenter
+from thyronet.training.provenance import processor
 
 TARGET_MS = 60.0
 SEGMENT_TARGET_MS = 50.0

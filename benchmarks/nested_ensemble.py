@@ -25,18 +25,18 @@ from pathlib import Path
 
 import numpy as np
 
-from thyronet.cli import configure_logging
-from thyronet.clinical.backends import load_backend
+from thyronet.apps.cli import configure_logging
 from thyronet.data import open_source
 from thyronet.data.records import Collection
 from thyronet.data.splits import SplitPlan
-from thyronet.engine.config import load_config
-from thyronet.engine.cv import cross_validate, fold_config, read_fold_predictions
-from thyronet.engine.evaluation import nan_to_none
-from thyronet.engine.inference import predict_records
-from thyronet.engine.metrics import binary_metrics, case_level, format_ci, paired_bootstrap_auroc
 from thyronet.errors import ThyronetError
+from thyronet.evaluation.metrics import binary_metrics, case_level, format_ci, paired_bootstrap_auroc
+from thyronet.evaluation.tables import nan_to_none
+from thyronet.inference.backends import load_backend
+from thyronet.inference.predictor import predict_records
 from thyronet.io import write_text_atomic
+from thyronet.runs.config import load_config
+from thyronet.training.cv import cross_validate, fold_config, read_fold_predictions
 
 
 def without_cases(collection: Collection, held_out: set[str]) -> Collection:

@@ -30,7 +30,7 @@ from thyronet.data.imageio import read_image
 from thyronet.data.preprocess import scan_area_box
 from thyronet.data.region import expert_box
 from thyronet.data.splits import SplitPlan
-from thyronet.engine.metrics import binary_metrics, format_ci
+from thyronet.evaluation.metrics import binary_metrics, format_ci
 
 FEATURES = ("log_area_fraction", "log_height_over_width", "centre_x", "centre_y", "scan_width", "scan_height")
 FEATURE_SETS = {

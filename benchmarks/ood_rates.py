@@ -24,9 +24,9 @@ from PIL import Image
 from thyronet.data import open_source
 from thyronet.data.imageio import read_image
 from thyronet.data.splits import SplitPlan
-from thyronet.engine.inference import load_checkpoint, predict_records
-from thyronet.engine.segmenter import Segmenter
-from thyronet.engine.train import fit_gate
+from thyronet.inference.predictor import load_checkpoint, predict_records
+from thyronet.inference.segmenter import Segmenter
+from thyronet.training.train import fit_gate
 
 
 def noise_frames(kind: str, count: int = 10, seed: int = 0) -> list[np.ndarray]:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from thyronet.engine.compare import pooled_case_predictions
-from thyronet.engine.metrics import binary_metrics, format_ci, paired_bootstrap_auroc
 from thyronet.errors import DataError
+from thyronet.evaluation.metrics import binary_metrics, format_ci, paired_bootstrap_auroc
+from thyronet.training.compare import pooled_case_predictions
 
 
 def main() -> int:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from thyronet.engine.metrics import format_ci
+from thyronet.evaluation.metrics import format_ci
 
 HERE = Path(__file__).resolve().parent
 

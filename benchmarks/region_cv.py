@@ -25,11 +25,11 @@ import numpy as np
 from thyronet.data import open_source
 from thyronet.data.splits import SplitPlan
 from thyronet.data.tirads import expected_points
-from thyronet.engine.evaluation import nan_to_none
-from thyronet.engine.inference import load_checkpoint, predict_records
-from thyronet.engine.metrics import binary_metrics, case_level, format_ci, paired_bootstrap_auroc
-from thyronet.engine.segmenter import Segmenter, fold_segmenter
 from thyronet.errors import ThyronetError
+from thyronet.evaluation.metrics import binary_metrics, case_level, format_ci, paired_bootstrap_auroc
+from thyronet.evaluation.tables import nan_to_none
+from thyronet.inference.predictor import load_checkpoint, predict_records
+from thyronet.inference.segmenter import Segmenter, fold_segmenter
 from thyronet.io import write_text_atomic
 
 

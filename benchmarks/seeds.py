@@ -26,9 +26,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from thyronet.engine.compare import pooled_case_predictions
-from thyronet.engine.metrics import binary_metrics, format_ci, mean_std, paired_bootstrap_auroc
 from thyronet.errors import DataError
+from thyronet.evaluation.metrics import binary_metrics, format_ci, mean_std, paired_bootstrap_auroc
+from thyronet.training.compare import pooled_case_predictions
 
 
 def recipe_argument(text: str) -> tuple[str, list[Path]]:

@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from thyronet.data import open_source
 from thyronet.data.imageio import read_image
 from thyronet.data.preprocess import outline_mask
-from thyronet.engine.segmenter import Segmenter
+from thyronet.inference.segmenter import Segmenter
 from thyronet.io import atomic_path
 
 

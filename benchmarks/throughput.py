@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
-from thyronet.engine.provenance import cpu_bf16, processor
 from thyronet.models import create_model, list_models
+from thyronet.training.provenance import cpu_bf16, processor
 
 
 def torchvision_x4() -> nn.Module:

@@ -28,7 +28,7 @@ def training_ddti(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(training_ddti, tmp_path_factory) -> Path:
     """The run folder of a 1-epoch whole-frame ResNet18 (48 px, 1 channel) trained on the synthetic DDTI."""
-    from thyronet.cli import main
+    from thyronet.apps.cli import main
 
     out = tmp_path_factory.mktemp("tiny-run")
     assert main(["train", "--config", "frame", "--data", str(training_ddti), "--model", "resnet18", "--epochs", "1",

@@ -13,8 +13,8 @@ from PIL import Image
 
 from badfiles import corpus, write_corpus
 from synthetic import ultrasound_image
-from thyronet.cli import main
-from thyronet.serve.app import ServiceSettings, create_app
+from thyronet.apps.cli import main
+from thyronet.apps.serve.app import ServiceSettings, create_app
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from synthetic import busi_image, make_busi
-from thyronet.cli import main
+from thyronet.apps.cli import main
 from thyronet.data import kfold_plan, open_source
 from thyronet.data.busi import duplicate_report, is_busi_folder
 from thyronet.data.neardup import NEAR_DUPLICATE_BITS, hamming, near_duplicate_groups, perceptual_hash

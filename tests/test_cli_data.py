@@ -3,7 +3,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from thyronet.cli import main
+from thyronet.apps.cli import main
 
 
 def test_summary_json(ddti_dir, capsys):

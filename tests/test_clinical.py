@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from synthetic import ultrasound_image
-from thyronet.cli import main
-from thyronet.clinical.localisation import LocalisationSummary, cam_mass_inside, pointing_hit
-from thyronet.engine.calibration import (
+from thyronet.apps.cli import main
+from thyronet.evaluation.localisation import LocalisationSummary, cam_mass_inside, pointing_hit
+from thyronet.inference.calibration import (
     calibrate,
     calibrated_malignant,
     expected_calibration_error,
@@ -95,9 +95,9 @@ def trained_run(training_ddti, tmp_path_factory):
 
 @pytest.mark.parametrize("in_chans", [1, 3])
 def test_grad_cam_shape_and_range(trained_run, in_chans):
-    from thyronet.clinical.backends import load_backend
-    from thyronet.clinical.explain import CamExplainer
     from thyronet.errors import ThyronetError
+    from thyronet.inference.backends import load_backend
+    from thyronet.inference.cam import CamExplainer
 
     backend = load_backend(trained_run[in_chans])
     prepared = backend.prepare(ultrasound_image(0, True))
@@ -131,8 +131,8 @@ def test_predict_on_a_mixed_folder_with_one_corrupt_file(trained_run, tmp_path, 
 
 
 def test_onnx_export_predicts_like_the_checkpoint(trained_run, training_ddti, tmp_path):
-    from thyronet.clinical.backends import load_backend
-    from thyronet.clinical.predict import predict_image
+    from thyronet.inference.answers import predict_image
+    from thyronet.inference.backends import load_backend
 
     onnx_file = tmp_path / "m.onnx"
     assert main(["export", str(trained_run[1]), "--onnx", str(onnx_file)]) == 0
@@ -185,7 +185,7 @@ def test_bad_model_files_are_clear_errors(tmp_path, capsys):
 
 
 def test_feature_gate_passes_its_own_distribution_and_flags_a_shifted_one():
-    from thyronet.engine.ood import FeatureGate
+    from thyronet.inference.ood import FeatureGate
 
     rng = np.random.default_rng(0)
     basis = rng.normal(size=(8, 64))
@@ -215,8 +215,8 @@ def test_noise_is_flagged_and_refused_on_request(trained_run, tmp_path, capsys):
 def test_export_refuses_pooling_onnx_cannot_express(tmp_path):
     import torch
 
-    from thyronet.clinical.export import export_onnx, uneven_adaptive_pooling
     from thyronet.errors import ThyronetError
+    from thyronet.inference.onnx import export_onnx, uneven_adaptive_pooling
     from thyronet.models import create_model
 
     alexnet = create_model("alexnet", in_chans=1).eval()

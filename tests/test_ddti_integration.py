@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from thyronet.cli import main
+from thyronet.apps.cli import main
 from thyronet.data import holdout_plan, kfold_plan, open_source
 
 pytestmark = pytest.mark.ddti

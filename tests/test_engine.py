@@ -10,11 +10,12 @@ import torch
 from sklearn import metrics as skm
 
 from thyronet.data import holdout_plan, open_source
-from thyronet.engine.config import load_config, parse_override, shipped_configs
-from thyronet.engine.inference import load_checkpoint
-from thyronet.engine.metrics import binary_metrics, bootstrap_ci, case_level, paired_bootstrap_auroc
-from thyronet.engine.train import fit
 from thyronet.errors import ThyronetError
+from thyronet.evaluation.metrics import binary_metrics, bootstrap_ci, case_level, paired_bootstrap_auroc
+from thyronet.inference.predictor import load_checkpoint
+from thyronet.runs.config import load_config, parse_override
+from thyronet.runs.shipped import shipped_configs
+from thyronet.training.train import fit
 
 
 def tiny_config(tmp_path, *extra):
@@ -64,8 +65,8 @@ def test_run_folder_holds_everything_a_reader_needs(uninterrupted):
 
 
 def test_checkpoint_carries_calibration_and_evaluates_the_same(uninterrupted, collection):
-    from thyronet.engine.evaluation import score
-    from thyronet.engine.inference import predict_records
+    from thyronet.evaluation.tables import score
+    from thyronet.inference.predictor import predict_records
 
     result, split = uninterrupted
     loaded = load_checkpoint(result.run_dir / "checkpoints" / "best.ckpt")
@@ -110,7 +111,7 @@ def test_interrupted_run_resumes_to_the_same_result(uninterrupted, collection, t
 
 
 def test_resume_refuses_config_changes(tmp_path, capsys):
-    from thyronet.cli import main
+    from thyronet.apps.cli import main
 
     assert main(["train", "--resume", str(tmp_path), "--set", "train.lr=0.1", "--epochs", "3"]) == 2
     assert "--set, --epochs would be ignored" in capsys.readouterr().err
@@ -193,7 +194,7 @@ def test_paired_bootstrap_detects_a_better_model():
 
 
 def test_cv_and_compare_and_evaluate_commands(training_ddti, tmp_path, capsys):
-    from thyronet.cli import main
+    from thyronet.apps.cli import main
 
     common = ["--config", "frame", "--data", str(training_ddti), "--set", "data.preprocess.size=32", "--set", "train.batch_size=8",
               "--set", "trainer.threads=1", "--epochs", "1", "--folds", "3"]
@@ -210,8 +211,8 @@ def test_cv_and_compare_and_evaluate_commands(training_ddti, tmp_path, capsys):
 
     # the fold ensemble: the members' mean calibrated probability, with its own threshold
     from synthetic import ultrasound_image
-    from thyronet.clinical.backends import load_backend
-    from thyronet.clinical.predict import predict_image
+    from thyronet.inference.answers import predict_image
+    from thyronet.inference.backends import load_backend
 
     ensemble = json.loads((cv_dir / "ensemble.json").read_text())
     assert len(ensemble["members"]) == 3 and 0 <= ensemble["calibration"]["threshold"] <= 1
@@ -249,7 +250,7 @@ def test_cv_and_compare_and_evaluate_commands(training_ddti, tmp_path, capsys):
 
 
 def test_batches_carry_the_case_of_every_image(collection, tmp_path):
-    from thyronet.engine.datamodule import UltrasoundDataModule
+    from thyronet.training.datamodule import UltrasoundDataModule
 
     split = holdout_plan(collection, 0.25, 0.25, seed=0).splits[0]
     datamodule = UltrasoundDataModule(tiny_config(tmp_path), collection, split)
@@ -260,8 +261,8 @@ def test_batches_carry_the_case_of_every_image(collection, tmp_path):
 
 
 def test_warm_up_then_cosine_per_step():
-    from thyronet.engine.config import TrainConfig
-    from thyronet.engine.optim import configure_optimizers
+    from thyronet.runs.config import TrainConfig
+    from thyronet.training.optim import configure_optimizers
 
     parameter = torch.nn.Parameter(torch.zeros(1))
     train = TrainConfig(epochs=5, lr=1e-3, warmup_epochs=1, optimizer="adamw")
@@ -279,10 +280,10 @@ def test_warm_up_then_cosine_per_step():
 
 
 def test_mirror_tta_averages_an_image_and_its_mirror():
-    from thyronet.engine.calibration import Calibration
-    from thyronet.engine.config import RunConfig
-    from thyronet.engine.inference import LoadedModel
+    from thyronet.inference.calibration import Calibration
+    from thyronet.inference.predictor import LoadedModel
     from thyronet.models import create_model
+    from thyronet.runs.config import RunConfig
 
     torch.manual_seed(0)
     model = create_model("resnet18", num_classes=2, in_chans=1, descriptor_classes={"margins": 3}).eval()
@@ -298,7 +299,7 @@ def test_mirror_tta_averages_an_image_and_its_mirror():
 
 
 def test_cv_folder_lists_folds_in_numeric_order(tmp_path):
-    from thyronet.engine.layout import CVFolder, RunFolder
+    from thyronet.runs.layout import CVFolder, RunFolder
 
     for name in ("fold-10", "fold-2", "fold-0", "fold-x", "notes"):
         (tmp_path / name).mkdir()
@@ -311,8 +312,8 @@ def test_cv_folder_lists_folds_in_numeric_order(tmp_path):
 def test_split_seed_keeps_the_folds_while_the_training_seed_changes(training_ddti, tmp_path):
     from thyronet.data import open_source
     from thyronet.data.splits import kfold_plan
-    from thyronet.engine.config import load_config
-    from thyronet.engine.cv import fold_plan
+    from thyronet.runs.config import load_config
+    from thyronet.training.cv import fold_plan
 
     collection = open_source(training_ddti)
     repeat = load_config("cpu", ["seed=7", "split.seed=42", "split.folds=3"])
@@ -324,8 +325,8 @@ def test_split_seed_keeps_the_folds_while_the_training_seed_changes(training_ddt
 def test_a_segmenter_cv_must_not_have_trained_on_held_out_cases(training_ddti, tmp_path):
     from thyronet.data import open_source
     from thyronet.data.splits import kfold_plan
-    from thyronet.engine.cv import check_segmenter_folds
     from thyronet.errors import ThyronetError
+    from thyronet.training.cv import check_segmenter_folds
 
     collection = open_source(training_ddti)
     plan = kfold_plan(collection, 3, 42)
@@ -341,7 +342,7 @@ def test_a_segmenter_cv_must_not_have_trained_on_held_out_cases(training_ddti, t
 
 
 def test_residual_only_options_and_the_peers(caplog):
-    from thyronet.engine.module import build_classifier
+    from thyronet.inference.networks import build_classifier
 
     config = load_config("frame", ["model.name=mobilenet_v2", "model.zero_init_residual=true"])
     logger = logging.getLogger("thyronet")  # the CLI stops it propagating to the root (caplog's)
@@ -367,7 +368,7 @@ TIRADS_OF_BATCH = torch.tensor([0, 2, 5, -1, 3, 4])  # one case without a TI-RAD
 
 def _training_loss(tmp_path, *settings, seed=0):
     from thyronet.data.dataset import Sample
-    from thyronet.engine.module import ThyroNetModule
+    from thyronet.training.module import ThyroNetModule
 
     torch.manual_seed(0)
     module = ThyroNetModule(tiny_config(tmp_path, "model.drop_rate=0.0", *settings).to_dict()).eval()
@@ -382,7 +383,7 @@ def _training_loss(tmp_path, *settings, seed=0):
 def test_the_tirads_head_adds_its_weighted_ordinal_loss(tmp_path):
     import torch.nn.functional as F
 
-    from thyronet.engine.losses import ordinal_loss
+    from thyronet.training.losses import ordinal_loss
 
     with_head, module, images, labels = _training_loss(tmp_path, "model.tirads_head=true", "train.tirads_loss_weight=0.3")
     with torch.no_grad():

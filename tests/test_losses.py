@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from thyronet.data.vocabulary import MISSING, TIRADS_LEVELS, tirads_target
-from thyronet.engine.losses import descriptor_loss, ordinal_loss
+from thyronet.training.losses import descriptor_loss, ordinal_loss
 
 
 def test_a_missing_descriptor_contributes_nothing():

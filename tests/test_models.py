@@ -195,7 +195,7 @@ def test_weights_that_do_not_fit_are_a_clear_error(tmp_path):
 
 
 def test_thyronet_x4_onnx_matches_torch(tmp_path):
-    from thyronet.clinical.export import OnnxGraph, export_onnx
+    from thyronet.inference.onnx import OnnxGraph, export_onnx
 
     torch.manual_seed(0)
     model = create_model("thyronet_x4", in_chans=1).eval()

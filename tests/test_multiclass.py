@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from synthetic import make_busi, make_ddti
-from thyronet.cli import main
+from thyronet.apps.cli import main
 from thyronet.data import open_source
 from thyronet.data.records import relabel_by_class
-from thyronet.engine.multiclass import macro_auroc, multiclass_metrics
 from thyronet.errors import ThyronetError
+from thyronet.evaluation.multiclass import macro_auroc, multiclass_metrics
 
 CLASSES = ["benign", "malignant", "normal"]
 

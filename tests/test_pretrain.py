@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from synthetic import make_busi
-from thyronet.cli import main
+from thyronet.apps.cli import main
 from thyronet.data import open_source
-from thyronet.engine.config import load_config
-from thyronet.engine.losses import contrastive_loss
-from thyronet.engine.pretrain import TwoViews, view_dataset
 from thyronet.models import create_model
+from thyronet.runs.config import load_config
+from thyronet.training.losses import contrastive_loss
+from thyronet.training.pretrain import TwoViews, view_dataset
 
 
 def test_contrastive_loss_rewards_matching_views():

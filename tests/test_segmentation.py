@@ -10,15 +10,15 @@ import torch
 from PIL import Image
 
 from synthetic import ultrasound_image
-from thyronet.cli import main
+from thyronet.apps.cli import main
 from thyronet.data import open_source
 from thyronet.data.augment import AugmentConfig
 from thyronet.data.dataset import SegmentationDataset
 from thyronet.data.preprocess import PreprocessConfig
-from thyronet.engine.config import load_config
-from thyronet.engine.segmenter import Segmenter
-from thyronet.engine.segmetrics import box_iou, dice, iou, score_segmentation, summarise_segmentation
 from thyronet.errors import DataError
+from thyronet.evaluation.segmetrics import box_iou, dice, iou, score_segmentation, summarise_segmentation
+from thyronet.inference.segmenter import Segmenter
+from thyronet.runs.config import load_config
 
 NODULE = (200, 100, 320, 200)  # x0, y0, x1, y1 of the synthetic ellipse
 
@@ -99,7 +99,7 @@ def test_segment_command_writes_masks_overlays_and_csv(segmenter_run, tmp_path, 
 
 
 def test_no_nodule_found_is_said_and_no_box_is_invented(tmp_path):
-    from thyronet.clinical.segment import segment_records
+    from thyronet.apps.segment import segment_records
     from thyronet.data import open_inputs
 
     never = torch.nn.Conv2d(1, 1, 1)
@@ -116,9 +116,9 @@ def test_dicom_pixel_spacing_gives_millimetres(tmp_path):
     import pydicom
 
     from synthetic import make_dicom
-    from thyronet.clinical.segment import measure
+    from thyronet.apps.segment import measure
     from thyronet.data.dicom import pixel_spacing_mm
-    from thyronet.engine.segmenter import Segmentation
+    from thyronet.inference.segmenter import Segmentation
 
     path = make_dicom(tmp_path / "s.dcm")
     assert pixel_spacing_mm(path) is None

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from synthetic import make_dicom, ultrasound_image
-from thyronet.serve.app import ServiceSettings, create_app
+from thyronet.apps.serve.app import ServiceSettings, create_app
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ def test_page_in_headless_chromium(tiny_run, tmp_path):
 
 
 def test_a_request_out_of_time_gets_504_and_does_not_hold_the_model(tiny_run):
-    from thyronet.serve.app import RequestExpired
+    from thyronet.apps.serve.app import RequestExpired
 
     # long enough for the last request on a loaded 2-core machine (0.5 s was not), short enough
     # that waiting for the held lock costs the suite little

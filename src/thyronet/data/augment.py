@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torchvision.transforms import v2
 
-from ..errors import ThyronetError
+from thyronet.errors import ThyronetError
 
 
 @dataclass(frozen=True)

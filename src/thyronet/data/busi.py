@@ -18,11 +18,11 @@ import csv
 from collections import Counter
 from pathlib import Path
 
-from ..errors import DataError
-from .imageio import read_image
-from .neardup import NEAR_DUPLICATE_BITS, near_duplicate_groups, perceptual_hash
-from .reader import SourceReader, mask_outlines
-from .records import BENIGN, MALIGNANT, Collection, ImageRecord
+from thyronet.data.imageio import read_image
+from thyronet.data.neardup import NEAR_DUPLICATE_BITS, near_duplicate_groups, perceptual_hash
+from thyronet.data.reader import SourceReader, mask_outlines
+from thyronet.data.records import BENIGN, MALIGNANT, Collection, ImageRecord
+from thyronet.errors import DataError
 
 MANIFEST = "labels.csv"
 BUSI_CLASSES = {"benign": BENIGN, "malignant": MALIGNANT, "normal": None}

@@ -15,12 +15,12 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from .augment import AugmentConfig, geometric_transform, photometric_transform
-from .imageio import read_image
-from .preprocess import Box, PreprocessConfig, preprocess
-from .records import ImageRecord
-from .region import RegionConfig, crop_region
-from .vocabulary import descriptor_targets, tirads_target
+from thyronet.data.augment import AugmentConfig, geometric_transform, photometric_transform
+from thyronet.data.imageio import read_image
+from thyronet.data.preprocess import Box, PreprocessConfig, preprocess
+from thyronet.data.records import ImageRecord
+from thyronet.data.region import RegionConfig, crop_region
+from thyronet.data.vocabulary import descriptor_targets, tirads_target
 
 T = TypeVar("T")
 Locator = Callable[[ImageRecord, np.ndarray], Box | None]  # (record, frame) -> the nodule's box

@@ -12,10 +12,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import DataError, DataIssue
-from .imageio import probe_image
-from .records import Collection, ImageRecord, Polygon
-from .vocabulary import DESCRIPTORS, label_from_tirads, normalise, normalise_tirads
+from thyronet.data.imageio import probe_image
+from thyronet.data.records import Collection, ImageRecord, Polygon
+from thyronet.data.vocabulary import DESCRIPTORS, label_from_tirads, normalise, normalise_tirads
+from thyronet.errors import DataError, DataIssue
 
 XML_FIELDS = (
     "number", "age", "sex", "composition", "echogenicity", "margins",

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from .pixels import to_grey, to_uint8
+from thyronet.data.pixels import to_grey, to_uint8
+from thyronet.errors import DataError
 
 PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 

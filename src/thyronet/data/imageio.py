@@ -14,8 +14,8 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DataError, ImageTooLargeError
-from .pixels import to_uint8
+from thyronet.data.pixels import to_uint8
+from thyronet.errors import DataError, ImageTooLargeError
 
 # Ultrasound frames are well under a megapixel; refuse anything absurdly large before decoding.
 MAX_PIXELS = 40_000_000
@@ -106,7 +106,7 @@ def read_image(path: str | Path, frame: int | None = None, check: bool = True) -
     (:func:`check_frame`); masks are read without it."""
     path = Path(path)
     _check_file(path)
-    from .dicom import read_dicom_frame
+    from thyronet.data.dicom import read_dicom_frame
 
     if is_dicom(path):
         image = read_dicom_frame(path, frame)
@@ -134,7 +134,7 @@ def probe_image(path: str | Path) -> int | None:
     """Validate an image cheaply; returns the number of frames for DICOM, else ``None``."""
     path = Path(path)
     _check_file(path)
-    from .dicom import probe_dicom
+    from thyronet.data.dicom import probe_dicom
 
     if is_dicom(path):
         return probe_dicom(path)

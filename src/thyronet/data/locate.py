@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import ThyronetError
+from thyronet.errors import ThyronetError
 
 ENV_VAR = "THYRONET_DDTI"
 DEFAULT_LOCATION = Path("../shared/data/ddti")

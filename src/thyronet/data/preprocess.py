@@ -17,7 +17,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from .records import Polygon
+from thyronet.data.records import Polygon
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
 

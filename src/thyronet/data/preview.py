@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..io import atomic_path
-from .imageio import read_image
-from .preprocess import PreprocessConfig, preprocess
-from .records import LABEL_NAMES, ImageRecord
-from .region import RegionConfig, crop_region, expert_box
+from thyronet.data.imageio import read_image
+from thyronet.data.preprocess import PreprocessConfig, preprocess
+from thyronet.data.records import LABEL_NAMES, ImageRecord
+from thyronet.data.region import RegionConfig, crop_region, expert_box
+from thyronet.io import atomic_path
 
 OUTLINE_COLOUR = (255, 200, 0)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import DataError, DataIssue
-from .imageio import probe_image, read_image
-from .records import Collection, ImageRecord, Polygon
+from thyronet.data.imageio import probe_image, read_image
+from thyronet.data.records import Collection, ImageRecord, Polygon
+from thyronet.errors import DataError, DataIssue
 
 
 class SourceReader:

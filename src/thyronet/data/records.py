@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..errors import DataIssue, ThyronetError
+from thyronet.errors import DataIssue, ThyronetError
 
 BENIGN, MALIGNANT = 0, 1
 LABEL_NAMES = {BENIGN: "benign", MALIGNANT: "malignant"}

@@ -16,8 +16,8 @@ from typing import Literal
 
 import numpy as np
 
-from .preprocess import Box, grow_box, jitter_box, largest_component, mask_box, outline_mask
-from .records import Polygon
+from thyronet.data.preprocess import Box, grow_box, jitter_box, largest_component, mask_box, outline_mask
+from thyronet.data.records import Polygon
 
 RegionMode = Literal["none", "expert", "predicted"]
 

@@ -17,13 +17,13 @@ import csv
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from ..errors import DataError, ThyronetError
-from .busi import is_busi_folder, read_busi
-from .ddti import is_ddti_folder, read_ddti
-from .imageio import looks_like_image
-from .reader import SourceReader
-from .records import BENIGN, MALIGNANT, Collection
-from .vocabulary import parse_label
+from thyronet.data.busi import is_busi_folder, read_busi
+from thyronet.data.ddti import is_ddti_folder, read_ddti
+from thyronet.data.imageio import looks_like_image
+from thyronet.data.reader import SourceReader
+from thyronet.data.records import BENIGN, MALIGNANT, Collection
+from thyronet.data.vocabulary import parse_label
+from thyronet.errors import DataError, ThyronetError
 
 CLASS_FOLDERS = {"benign": BENIGN, "malignant": MALIGNANT}
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from ..errors import ThyronetError
-from ..io import write_text_atomic
-from .records import MALIGNANT, Collection
+from thyronet.data.records import MALIGNANT, Collection
+from thyronet.errors import ThyronetError
+from thyronet.io import write_text_atomic
 
 SIDES = ("train", "val", "test")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from .busi import duplicate_report
-from .records import Collection
+from thyronet.data.busi import duplicate_report
+from thyronet.data.records import Collection
 
 CASE_FIELDS = ("tirads", "composition", "echogenicity", "margins", "calcifications", "sex")
 

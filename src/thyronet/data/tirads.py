@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .vocabulary import DESCRIPTOR_CLASSES
+from thyronet.data.vocabulary import DESCRIPTOR_CLASSES
 
 POINTS: dict[str, dict[str, int]] = {
     # "dense" is DDTI's word for a solid nodule without cystic parts: solid, 2 points.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .records import BENIGN, MALIGNANT
+from thyronet.data.records import BENIGN, MALIGNANT
 
 VOCABULARIES: dict[str, dict[str, str]] = {
     "composition": {

@@ -1,6 +1,6 @@
 """The model family: ThyroNet-X4 Genesis, its ablations and the paper's comparison networks."""
 
-from . import zoo  # noqa: F401  (registers the models)
-from .registry import cam_target_layer, create_model, get_entry, list_models, register_model
+from thyronet.models import zoo  # noqa: F401  (registers the models)
+from thyronet.models.registry import cam_target_layer, create_model, get_entry, list_models, register_model
 
 __all__ = ["cam_target_layer", "create_model", "get_entry", "list_models", "register_model"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ..errors import ThyronetError
+from thyronet.errors import ThyronetError
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def create_model(
         raise ThyronetError(f"in_chans must be 1 or 3, got {in_chans}")
     model = get_entry(name).builder(num_classes=num_classes, in_chans=in_chans, **kwargs)
     if weights is not None:
-        from .weights import load_pretrained
+        from thyronet.models.weights import load_pretrained
 
         load_pretrained(model, weights)
     return model

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .resnet import ResNet
+from thyronet.models.resnet import ResNet
 
 
 class ConvBlock(nn.Sequential):
@@ -118,6 +118,6 @@ def unet(in_chans: int = 1, num_classes: int = 1, widths: Sequence[int] = (16, 3
 
 def unet_x4(in_chans: int = 1, num_classes: int = 1, **_: object) -> UNet:
     """U-Net decoder (256-128-64-32 channels) over the ThyroNet-X4 encoder."""
-    from .resnet import thyronet_x4
+    from thyronet.models.resnet import thyronet_x4
 
     return UNet(ResNetEncoder(thyronet_x4(in_chans=in_chans)), (256, 128, 64, 32), num_classes)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import DataError
+from thyronet.errors import DataError
 
 log = logging.getLogger(__name__)
 STATE_KEYS = ("state_dict", "model", "state_dict_ema", "model_state_dict")

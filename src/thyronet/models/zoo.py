@@ -11,8 +11,8 @@ from __future__ import annotations
 from torch import nn
 from torchvision import models as tvm
 
-from . import resnet, unet
-from .registry import register_model
+from thyronet.models import resnet, unet
+from thyronet.models.registry import register_model
 
 
 @register_model("baseline", "layer4.2", "ResNet34, the paper's baseline")

@@ -1,0 +1,57 @@
+"""The ``thyronet`` command: subcommands for data, models, training, prediction and serving."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+
+from thyronet import __version__
+from thyronet.apps.cli import clinical_cmd, data_cmd, engine_cmd, models_cmd, serve_cmd
+from thyronet.errors import ThyronetError
+
+COMMAND_GROUPS = (data_cmd, models_cmd, engine_cmd, clinical_cmd, serve_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="thyronet",
+        description="Computer-aided diagnosis of thyroid nodules on ultrasound (an aid, not a diagnosis).",
+    )
+    parser.add_argument("--version", action="version", version=f"thyronet {__version__}")
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for group in COMMAND_GROUPS:
+        group.register(subcommands)
+    return parser
+
+
+def configure_logging() -> None:
+    """thyronet's own messages to stderr, without the root logger's prefixes."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("thyronet")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    warnings.filterwarnings("ignore", message=".*treespec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; input errors print one line and exit 2, Ctrl-C exits 130."""
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    try:
+        return int(args.handler(args) or 0)
+    except ThyronetError as error:
+        print(f"thyronet {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"thyronet {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""``thyronet predict|explain|localise|analyze|export``: using a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from thyronet.errors import ThyronetError
+
+# the names are checked when the command runs (an unknown one is told the others), so that --help needs no torch
+METHOD_HELP = "class activation map: gradcam (default), gradcam++, hirescam, xgradcam, layercam or eigencam"
+
+LAYER_HELP = "explain this layer of the network (e.g. layer3: finer cells) instead of its last stage"
+
+
+def _backend(args: argparse.Namespace):
+    """(the model named on the command line, the inputs): a checkpoint and the inputs after it, or
+    --onnx FILE, and then every positional is an input."""
+    from thyronet.inference.backends import load_backend
+
+    if getattr(args, "onnx", None):
+        return load_backend(args.onnx), [args.checkpoint, *args.inputs] if args.checkpoint else list(args.inputs)
+    if not args.checkpoint:
+        raise ThyronetError("give a checkpoint (a .ckpt file or run folder) or --onnx FILE")
+    return load_backend(args.checkpoint), list(args.inputs)
+
+
+def _predict_inputs(args: argparse.Namespace, backend, inputs: list[str]):
+    """Predict every input; unreadable files become answers with their error (the others go on)."""
+    from thyronet.data import open_inputs
+    from thyronet.data.region import parse_box
+    from thyronet.inference.answers import Answer, Prediction, answer_records
+
+    if not inputs:
+        raise ThyronetError("no input images given")
+    box = None
+    if getattr(args, "box", None):
+        try:
+            box = parse_box(args.box)
+        except ValueError as error:
+            raise ThyronetError(str(error)) from None
+        if backend.config.data.roi.mode == "none":
+            raise ThyronetError("--box: this model looks at the whole scan area (trained without a region of interest)")
+    collection = open_inputs(inputs)
+    results = answer_records(backend, collection.images, box, refuse_ood=getattr(args, "refuse_ood", False))
+    results += [Answer(Prediction(str(issue.path), error=issue.problem)) for issue in collection.issues]
+    return results
+
+
+def _overlays(backend, answers, method: str, layer: str | None = None):
+    """(answer, frame with contours, frame with the heat map or None) per answer; Grad-CAM needs
+    the PyTorch checkpoint."""
+    from thyronet.apps.explain import frame_overlay
+    from thyronet.inference.cam import CamExplainer
+
+    explainer = CamExplainer(backend, method, layer) if backend.loaded is not None else None
+    rows = []
+    for answer in answers:
+        if answer.prepared is None:
+            rows.append((answer, None, None))
+            continue
+        plain = frame_overlay(answer.frame, answer.prepared)
+        heat = explainer(backend.to_tensor(answer.prepared.image)) if explainer else None
+        rows.append((answer, plain, None if heat is None else frame_overlay(answer.frame, answer.prepared, heat)))
+    return rows
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from thyronet.apps.report import write_report
+    from thyronet.inference.answers import format_predictions, write_predictions
+
+    backend, inputs = _backend(args)
+    answers = _predict_inputs(args, backend, inputs)
+    predictions = [a.prediction for a in answers]
+    print(format_predictions(predictions))
+    if args.out:
+        write_predictions(predictions, Path(args.out))
+        print(f"wrote {args.out}")
+    if args.report:
+        write_report(Path(args.report), backend, _overlays(backend, answers, "gradcam"))
+        print(f"wrote {args.report}")
+    return 0 if all(p.error is None for p in predictions) else 1
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from thyronet.apps.explain import save_png, side_by_side
+
+    backend, inputs = _backend(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for answer, plain, blended in _overlays(backend, _predict_inputs(args, backend, inputs), args.method, args.layer):
+        prediction = answer.prediction
+        if prediction.error:
+            print(f"{prediction.input}: error: {prediction.error}", file=sys.stderr)
+            failed += 1
+            continue
+        name = Path(prediction.input.split("#")[0]).stem + (f"_f{prediction.input.split('#')[1]}" if "#" in prediction.input else "")
+        path = save_png(side_by_side(plain, blended, prediction, args.method), out / f"{name}_{args.method}.png")
+        print(f"{prediction.input}: P(malignant) {prediction.probability:.3f} -> {path}")
+    return 1 if failed else 0
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from thyronet.apps.segment import segment_records
+    from thyronet.data import open_inputs
+    from thyronet.inference.segmenter import Segmenter
+
+    segmenter = Segmenter.load(args.checkpoint)
+    collection = open_inputs(args.inputs)
+    rows = segment_records(segmenter, collection.images, Path(args.out), collection.issues)
+    for row in rows:
+        size = "" if row.width_px is None else f"  box {row.x0},{row.y0},{row.x1},{row.y1}  {row.width_px}x{row.height_px} px"
+        mm = "" if row.width_mm is None else f" = {row.width_mm}x{row.height_mm} mm"
+        print(f"{row.file}: {row.status}{size}{mm}")
+    print(f"wrote {Path(args.out) / 'segments.csv'}, masks and overlays")
+    return 1 if any(r.status.startswith("error") for r in rows) else 0
+
+
+def _localise(args: argparse.Namespace) -> int:
+    from thyronet.data import open_source
+    from thyronet.data.locate import resolve_data_path
+    from thyronet.evaluation.localisation import held_out_outlined, localisation_summary
+    from thyronet.inference.backends import load_backend
+
+    collection = open_source(resolve_data_path(args.data))
+    rows = []
+    for checkpoint in args.checkpoints:
+        backend = load_backend(checkpoint)
+        records = held_out_outlined(backend, collection.images, args.all_images)
+        summary = localisation_summary(backend, records, args.method, args.layer)
+        rows.append({"model": backend.name, "checkpoint": str(backend.source), "method": args.method,
+                     "layer": args.layer or "registry", **summary.__dict__})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print("| model | images | CAM mass inside outline | pointing-game hit rate | outline area (chance) |")
+    print("| --- | ---: | --- | ---: | ---: |")
+    for row in rows:
+        print(f"| {row['model']} | {row['images']} | {row['mass_inside_mean']:.3f} ± {row['mass_inside_std']:.3f} "
+              f"| {row['pointing_hit_rate']:.3f} | {row['outline_area_share']:.3f} |")
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from thyronet.evaluation.analysis import analyze_run
+
+    run = Path(args.run)
+    _, text = analyze_run(run, args.data)
+    print(text)
+    print(f"wrote {run / 'errors_by_category.md'} and {run / 'errors_by_category.png'}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from thyronet.inference.backends import export_backend, load_backend
+
+    backend = load_backend(args.checkpoint)
+    path, *segmenter = export_backend(backend, args.onnx)
+    data = backend.config.data
+    print(f"wrote {path} (input: batch x {data.in_chans} x {data.preprocess.size} x {data.preprocess.size}; "
+          "preprocessing and calibration stored in its metadata)")
+    for extra in segmenter:
+        print(f"wrote {extra} (the segmenter that finds the nodule's region; keep it beside {path.name})")
+    return 0
+
+
+def register(subcommands: argparse._SubParsersAction) -> None:
+
+    predict = subcommands.add_parser("predict", help="calibrated probability of malignancy and decision for new images")
+    predict.add_argument("checkpoint", nargs="?", help="a .ckpt file or run folder")
+    predict.add_argument("inputs", nargs="*", help="image or DICOM files, folders of them, or a CSV manifest")
+    predict.add_argument("--onnx", metavar="FILE", help="run an ONNX export through onnxruntime instead of a checkpoint")
+    predict.add_argument("--out", help="write the predictions as .csv or .json")
+    predict.add_argument("--report", metavar="HTML", help="write a self-contained HTML report (with Grad-CAM for checkpoints)")
+    predict.add_argument("--box", metavar="X0,Y0,X1,Y1", help="the nodule's box in input pixels, instead of the predicted one "
+                         "(region-of-interest models)")
+    predict.add_argument("--refuse-ood", action="store_true", help="refuse, instead of warning about, inputs unlike the "
+                         "thyroid ultrasound the model learnt (out-of-distribution score over 1)")
+    predict.set_defaults(handler=_predict)
+
+    explain = subcommands.add_parser("explain", help="Grad-CAM overlays beside the input, as PNG files")
+    explain.add_argument("checkpoint", help="a .ckpt file or run folder")
+    explain.add_argument("inputs", nargs="+", help="image or DICOM files or folders")
+    explain.add_argument("--method", default="gradcam", help=METHOD_HELP)
+    explain.add_argument("--layer", help=LAYER_HELP)
+    explain.add_argument("--out", default="explanations", help="folder for the PNGs (default: %(default)s)")
+    explain.add_argument("--box", metavar="X0,Y0,X1,Y1", help="the nodule's box in input pixels, instead of the predicted one")
+    explain.set_defaults(handler=_explain)
+
+    segment = subcommands.add_parser("segment", help="find the nodule: mask, contour overlay, box and size per image")
+    segment.add_argument("checkpoint", help="a segmentation checkpoint or run folder (or a classifier run that carries one)")
+    segment.add_argument("inputs", nargs="+", help="image or DICOM files, folders of them, or a CSV manifest")
+    segment.add_argument("--out", default="segments", help="folder for masks, overlays and segments.csv (default: %(default)s)")
+    segment.set_defaults(handler=_segment)
+
+    localise = subcommands.add_parser("localise", help="does the heat sit on the nodule? CAM mass in outline, pointing game")
+    localise.add_argument("checkpoints", nargs="+", help="checkpoints (or run folders) to compare")
+    localise.add_argument("--data", help="DDTI folder with outlines (default: $THYRONET_DDTI, then ../shared/data/ddti)")
+    localise.add_argument("--method", default="gradcam", help=METHOD_HELP)
+    localise.add_argument("--layer", help=LAYER_HELP)
+    localise.add_argument("--all-images", action="store_true", help="all outlined images, not only the run's test cases")
+    localise.add_argument("--json", action="store_true")
+    localise.set_defaults(handler=_localise)
+
+    analyze = subcommands.add_parser("analyze", help="error rate by composition, echogenicity, margins, calcifications, TIRADS")
+    analyze.add_argument("run", help="a finished run folder or CV folder (its held-out predictions)")
+    analyze.add_argument("--data", help="the DDTI folder (default: the run's data path)")
+    analyze.set_defaults(handler=_analyze)
+
+    export = subcommands.add_parser(
+        "export", help="export a checkpoint to ONNX (dynamic batch; a run that finds the nodule also writes its segmenter beside it)")
+    export.add_argument("checkpoint", help="a .ckpt file or run folder")
+    export.add_argument("--onnx", required=True, metavar="FILE", help="the ONNX file to write")
+    export.set_defaults(handler=_export)

@@ -1,0 +1,90 @@
+"""A self-contained HTML report of one prediction run (images embedded, no external files)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from thyronet import __version__
+from thyronet.inference.answers import Answer
+from thyronet.inference.backends import Backend
+from thyronet.io import write_text_atomic
+
+DISCLAIMER = (
+    "thyronet is a research tool and an aid to the physician, not a diagnosis. Its probability "
+    "comes from a model trained on a small public data set (DDTI) whose labels are TIRADS "
+    "categories, not pathology; decide with the full clinical picture."
+)
+
+
+def png_data_uri(array: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def write_report(
+    path: Path, backend: Backend, items: Sequence[tuple[Answer, np.ndarray | None, np.ndarray | None]]
+) -> Path:
+    """``items``: (answer, frame with region and nodule contour, the same with Grad-CAM or None)."""
+    calibration = backend.calibration
+    rows = []
+    for answer, plain, blended in items:
+        prediction = answer.prediction
+        name = html.escape(prediction.input)
+        if prediction.error:
+            rows.append(f"<tr><td>{name}</td><td colspan='3' class='err'>could not be read: {html.escape(prediction.error)}</td></tr>")
+            continue
+        images = f"<img src='{png_data_uri(plain)}' alt='input with the region the model looked at'>"
+        if blended is not None:
+            images += f"<img src='{png_data_uri(blended)}' alt='Grad-CAM overlay'>"
+        details = f"<br><small>looked at: {html.escape(str(prediction.region))}</small>"
+        if prediction.warning:
+            details += f"<br><span class='err'>warning: this image {html.escape(prediction.warning)}</span>"
+        if prediction.description:
+            details += (f"<br><small>predicted: {html.escape(prediction.description)}; ACR TI-RADS "
+                        f"{prediction.tirads_points} points ({prediction.tirads_level}), derived from the model's "
+                        "descriptor predictions</small>")
+        css = "mal" if prediction.decision == "malignant" else "ben"
+        rows.append(
+            f"<tr><td>{name}{details}</td><td>{images}</td><td class='{css}'>{prediction.decision}</td>"
+            f"<td>{prediction.probability:.2f}</td></tr>"
+        )
+    sensitivity = "n/a" if calibration.val_sensitivity is None else f"{calibration.val_sensitivity:.2f}"
+    specificity = "n/a" if calibration.val_specificity is None else f"{calibration.val_specificity:.2f}"
+    document = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>thyronet report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 6px 10px; vertical-align: middle; }}
+img {{ width: 360px; margin-right: 6px; }}
+.mal {{ color: #b00020; font-weight: bold; }} .ben {{ color: #1b5e20; font-weight: bold; }} .err {{ color: #b00020; }}
+.note {{ background: #fff4e5; border-left: 4px solid #f0a020; padding: 0.6em 1em; max-width: 60em; }}
+dl {{ display: grid; grid-template-columns: max-content auto; gap: 2px 12px; }}
+</style></head><body>
+<h1>thyronet prediction report</h1>
+<p class="note">{html.escape(DISCLAIMER)}</p>
+<h2>Predictions</h2>
+<table><tr><th>input</th><th>region seen (yellow), nodule (green) / Grad-CAM</th><th>decision</th><th>P(malignant)</th></tr>
+{''.join(rows)}
+</table>
+<h2>Model and provenance</h2>
+<dl>
+<dt>model</dt><dd>{html.escape(backend.name)} ({backend.runtime})</dd>
+<dt>file</dt><dd>{html.escape(str(backend.source))}</dd>
+<dt>operating threshold</dt><dd>{calibration.threshold:.3f}, chosen on validation for sensitivity &ge; {calibration.target_sensitivity}
+ (validation sensitivity {sensitivity}, specificity {specificity})</dd>
+<dt>calibration</dt><dd>temperature {calibration.temperature:.3f}, bias {calibration.bias:+.3f}, fitted on validation</dd>
+<dt>training data fingerprint</dt><dd>{html.escape(str(backend.info.get('data_fingerprint')))}</dd>
+<dt>thyronet</dt><dd>{__version__}, report made {datetime.now(UTC).isoformat(timespec='seconds')}</dd>
+</dl></body></html>
+"""
+    write_text_atomic(path, document)
+    return path

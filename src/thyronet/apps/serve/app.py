@@ -1,0 +1,197 @@
+"""FastAPI application: ``POST /api/v1/predict``, ``GET /health``, the page at ``/``.
+
+Safety: uploads are size-limited and read in chunks, their type is checked by content (magic
+bytes, not the file name), decoding refuses decompression bombs, each prediction has a time
+limit, the model is loaded once and used under a lock (Grad-CAM hooks are not thread-safe),
+and nothing is written outside a per-request temporary directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse
+from PIL import Image
+
+from thyronet import __version__
+from thyronet.apps.explain import frame_overlay
+from thyronet.apps.report import DISCLAIMER
+from thyronet.data.imageio import read_upload
+from thyronet.data.preprocess import Box
+from thyronet.data.region import parse_box
+from thyronet.data.vocabulary import DESCRIPTORS
+from thyronet.errors import DataError, ImageTooLargeError
+from thyronet.inference.answers import predict_image
+from thyronet.inference.backends import Backend, load_backend
+from thyronet.inference.cam import CamExplainer
+
+STATIC = Path(__file__).parent / "static"
+MAGIC = {
+    b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png", b"BM": "bmp", b"II*\x00": "tiff", b"MM\x00*": "tiff",
+    b"GIF87a": "gif", b"GIF89a": "gif",  # an animated GIF: its first frame
+}
+
+
+@dataclass
+class ServiceSettings:
+    max_upload_bytes: int = 20 * 1024 * 1024
+    timeout_s: float = 30.0
+    explain: bool = True
+    refuse_ood: bool = False  # 422 instead of a warning for inputs unlike the training images
+
+
+def sniff_type(head: bytes) -> str | None:
+    """The upload's format from its first bytes (DICOM: 'DICM' at offset 128), or None."""
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    for magic, kind in MAGIC.items():
+        if head.startswith(magic):
+            return kind
+    return None
+
+
+def png_base64(array: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+class RequestExpired(Exception):
+    """The request's time ran out; the client has been answered 504 already."""
+
+
+def _check_deadline(deadline: float) -> None:
+    if time.monotonic() > deadline:
+        raise RequestExpired
+
+
+class Service:
+    """The loaded model and what a request needs from it, shared by all requests."""
+
+    def __init__(self, backend: Backend, settings: ServiceSettings) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.lock = threading.Lock()
+        can_explain = settings.explain and backend.loaded is not None
+        self.explainer = CamExplainer(backend) if can_explain else None
+
+    def predict(self, data: bytes, filename: str, box: Box | None = None, deadline: float = math.inf) -> dict[str, Any]:
+        """One request's answer. A request whose client has given up (``deadline``, from
+        ``time.monotonic``) stops at the next step instead of holding the model for nothing."""
+        image = read_upload(data, filename)  # decoded inside a temporary directory
+        wait = max(0.0, deadline - time.monotonic()) if math.isfinite(deadline) else -1  # -1: no limit
+        if not self.lock.acquire(timeout=wait):
+            raise RequestExpired
+        try:
+            _check_deadline(deadline)
+            answer = predict_image(self.backend, image, filename, box, self.settings.refuse_ood)
+            if answer.prediction.error:  # refused as out of distribution
+                raise DataError(filename, answer.prediction.error)
+            _check_deadline(deadline)  # Grad-CAM costs as much as the prediction again
+            heat = self.explainer(self.backend.to_tensor(answer.prepared.image)) if self.explainer else None
+        finally:
+            self.lock.release()
+        prediction, prepared = answer.prediction, answer.prepared
+        calibration = self.backend.calibration
+        descriptors = {name: {"value": getattr(prediction, name), "probability": getattr(prediction, f"{name}_prob")}
+                       for name in DESCRIPTORS if getattr(prediction, name) is not None}
+        return {
+            "filename": filename,
+            "probability_malignant": prediction.probability,
+            "decision": prediction.decision,
+            "threshold": calibration.threshold,
+            "target_sensitivity": calibration.target_sensitivity,
+            "validation_sensitivity": calibration.val_sensitivity,
+            "validation_specificity": calibration.val_specificity,
+            "model": {"name": self.backend.name, "runtime": self.backend.runtime, "thyronet_version": __version__,
+                      "data_fingerprint": self.backend.info.get("data_fingerprint")},
+            "ood_score": prediction.ood_score,
+            "warning": prediction.warning,
+            "region": prediction.region,
+            "nodule_box": None if prepared.nodule_box is None else list(prepared.nodule_box),
+            "descriptors": descriptors or None,
+            "description": prediction.description,
+            "tirads_points": prediction.tirads_points,
+            "tirads_level": prediction.tirads_level,
+            "input_png": png_base64(frame_overlay(image, prepared)),
+            "overlay_png": None if heat is None else png_base64(frame_overlay(image, prepared, heat, opacity=1.0)),
+            "notice": DISCLAIMER,
+        }
+
+
+async def read_limited(upload: UploadFile, limit: int) -> bytes:
+    """Read at most ``limit`` bytes in chunks; 413 as soon as the upload is larger."""
+    chunks, size = [], 0
+    while chunk := await upload.read(1 << 20):
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"upload larger than {limit // (1024 * 1024)} MiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(model: str | Path | Backend, settings: ServiceSettings | None = None) -> FastAPI:
+    """The application for one model (a checkpoint, run folder, ONNX file or loaded backend)."""
+    settings = settings or ServiceSettings()
+    backend = model if isinstance(model, Backend) else load_backend(model)
+    service = Service(backend, settings)
+    app = FastAPI(
+        title="thyronet",
+        version=__version__,
+        description="Malignancy probability and Grad-CAM for thyroid nodule ultrasound. " + DISCLAIMER,
+    )
+    app.state.service = service
+
+    @app.exception_handler(HTTPException)
+    async def json_errors(request: Request, error: HTTPException) -> JSONResponse:
+        return JSONResponse({"detail": error.detail, "status": error.status_code}, status_code=error.status_code)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "model": backend.name, "runtime": backend.runtime, "version": __version__}
+
+    @app.post("/api/v1/predict")
+    async def predict(
+        file: UploadFile = File(..., description="an ultrasound image (JPEG, PNG, BMP, TIFF) or DICOM file"),
+        box: str | None = Form(None, description="the nodule's box x0,y0,x1,y1 in image pixels, instead of the predicted one"),
+    ):
+        nodule_box = None
+        if box:
+            try:
+                nodule_box = parse_box(box)
+            except ValueError as error:
+                raise HTTPException(422, str(error)) from None
+            if backend.config.data.roi.mode == "none":
+                raise HTTPException(422, "box: this model looks at the whole scan area (trained without a region of interest)")
+        data = await read_limited(file, settings.max_upload_bytes)
+        if not data:
+            raise HTTPException(400, "empty upload")
+        if sniff_type(data[:132]) is None:
+            raise HTTPException(415, "not an image: expected JPEG, PNG, BMP, TIFF, GIF or DICOM content")
+        name = Path(file.filename or "upload").name
+        deadline = time.monotonic() + settings.timeout_s
+        try:
+            return await asyncio.wait_for(run_in_threadpool(service.predict, data, name, nodule_box, deadline),
+                                          settings.timeout_s)
+        except DataError as error:
+            status = 413 if isinstance(error, ImageTooLargeError) else 422
+            raise HTTPException(status, f"{name}: {error.problem}") from None
+        except (TimeoutError, RequestExpired):
+            raise HTTPException(504, f"prediction took longer than {settings.timeout_s:.0f} s") from None
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    return app

@@ -1,0 +1,45 @@
+"""The optimiser and learning-rate schedule every task trains with (Adam, as in the paper, or AdamW)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import lightning as L
+import torch
+
+from thyronet.runs.config import TrainConfig
+
+
+def steps_per_epoch(trainer: L.Trainer) -> int:
+    """Optimiser steps in one epoch of this trainer's run."""
+    return max(1, int(trainer.estimated_stepping_batches) // max(1, trainer.max_epochs or 1))
+
+
+def configure_optimizers(parameters: Iterable[torch.nn.Parameter], train: TrainConfig, epoch_steps: int = 1):
+    """Adam (the paper's), AdamW or SGD; an optional linear warm-up over ``train.warmup_epochs``, then
+    cosine decay over the rest of the run, step decay (x0.1) or a constant rate. The schedule moves
+    every optimiser step, so that a warm-up shorter than an epoch works too."""
+    optimiser: torch.optim.Optimizer
+    if train.optimizer == "sgd":
+        optimiser = torch.optim.SGD(parameters, lr=train.lr, momentum=0.9, nesterov=True, weight_decay=train.weight_decay)
+    else:
+        optimiser_class = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
+        optimiser = optimiser_class(parameters, lr=train.lr, weight_decay=train.weight_decay)
+    epoch_steps = max(1, epoch_steps)
+    total = max(1, train.epochs * epoch_steps)
+    warmup = min(total - 1, round(train.warmup_epochs * epoch_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return 0.01 + 0.99 * step / warmup
+        if train.scheduler == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+        if train.scheduler == "step":
+            return 0.1 ** (step // (train.step_size * epoch_steps))
+        return 1.0
+
+    if train.scheduler == "none" and warmup == 0:
+        return optimiser
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
+    return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
