@@ -22,7 +22,9 @@ class ModelEntry:
     cam_layer: str  # dotted submodule path of the Grad-CAM target layer ("" for segmenters)
     input_size: int = 224
     description: str = ""
-    group: str = "thyronet"  # "thyronet" (the paper's model and ablations), "peer" or "segmentation"
+    # "thyronet" (the paper's model and ablations), "efficientnet" (pretrained encoders), "peer" or "segmentation"
+    group: str = "thyronet"
+    pretrained: tuple[str, ...] = ()  # the packaged weights ``model.pretrained`` may name ("imagenet")
 
     @property
     def task(self) -> str:
@@ -32,7 +34,8 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, cam_layer: str, description: str, group: str = "thyronet", input_size: int = 224):
+def register_model(name: str, cam_layer: str, description: str, group: str = "thyronet", input_size: int = 224,
+                   pretrained: tuple[str, ...] = ()):
     """Decorator adding a builder ``fn(num_classes, in_chans, **kwargs) -> nn.Module`` to the registry.
 
     ``group="segmentation"`` registers a segmenter (``num_classes`` output maps per pixel)."""
@@ -40,7 +43,7 @@ def register_model(name: str, cam_layer: str, description: str, group: str = "th
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelEntry(name, builder, cam_layer, input_size, description, group)
+        _REGISTRY[name] = ModelEntry(name, builder, cam_layer, input_size, description, group, pretrained)
         return builder
 
     return decorate
@@ -63,12 +66,21 @@ def get_entry(name: str) -> ModelEntry:
 
 
 def create_model(
-    name: str, num_classes: int = 2, in_chans: int = 3, weights: str | Path | None = None, **kwargs
+    name: str, num_classes: int = 2, in_chans: int = 3, weights: str | Path | None = None,
+    pretrained: str | None = None, **kwargs
 ) -> nn.Module:
-    """Build a registered model; ``weights`` is a local checkpoint file (nothing is downloaded)."""
+    """Build a registered model; ``weights`` is a local checkpoint file, ``pretrained`` the name of
+    weights an installed package ships ("imagenet", where the entry has them). Nothing is downloaded."""
     if in_chans not in (1, 3):
         raise ThyronetError(f"in_chans must be 1 or 3, got {in_chans}")
-    model = get_entry(name).builder(num_classes=num_classes, in_chans=in_chans, **kwargs)
+    entry = get_entry(name)
+    if pretrained is not None:
+        if pretrained not in entry.pretrained:
+            offered = ", ".join(entry.pretrained) or "none"
+            raise ThyronetError(f"model {name} has no packaged {pretrained!r} weights (it has: {offered}); "
+                                "see `thyronet models` for those that do")
+        kwargs["pretrained"] = pretrained
+    model = entry.builder(num_classes=num_classes, in_chans=in_chans, **kwargs)
     if weights is not None:
         from thyronet.models.weights import load_pretrained
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import nn
 from torchvision import models as tvm
 
-from thyronet.models import resnet, unet
+from thyronet.models import efficientnet, resnet, unet
 from thyronet.models.registry import register_model
 
 
@@ -92,3 +92,21 @@ def _unet(num_classes: int = 1, in_chans: int = 1, **kwargs) -> nn.Module:
 @register_model("unet_x4", "", "U-Net decoder over the ThyroNet-X4 encoder: nodule segmentation", group="segmentation")
 def _unet_x4(num_classes: int = 1, in_chans: int = 1, **kwargs) -> nn.Module:
     return unet.unet_x4(in_chans=in_chans, num_classes=num_classes)
+
+
+@register_model("efficientnet_lite0", "body.bn2", "EfficientNet-Lite0 (timm), ImageNet weights packaged: model.pretrained=imagenet",
+                group="efficientnet", pretrained=("imagenet",))
+def _efficientnet_lite0(**kwargs) -> nn.Module:
+    return efficientnet.EfficientNetLite("efficientnet_lite0", **kwargs)
+
+
+@register_model("efficientnet_lite2", "body.bn2", "EfficientNet-Lite2 (timm, native 260 px), ImageNet weights packaged",
+                group="efficientnet", input_size=260, pretrained=("imagenet",))
+def _efficientnet_lite2(**kwargs) -> nn.Module:
+    return efficientnet.EfficientNetLite("efficientnet_lite2", **kwargs)
+
+
+@register_model("unet_lite0", "", "U-Net (segmentation-models-pytorch) over the EfficientNet-Lite0 encoder, ImageNet weights packaged",
+                group="segmentation", pretrained=("imagenet",))
+def _unet_lite0(num_classes: int = 1, in_chans: int = 1, pretrained: str | None = None, **kwargs) -> nn.Module:
+    return efficientnet.lite_unet("efficientnet_lite0", num_classes=num_classes, in_chans=in_chans, pretrained=pretrained)

@@ -53,6 +53,9 @@ class DataConfig:
 class ModelConfig:
     name: str = "thyronet_x4"
     weights: str | None = None  # a local file; nothing is downloaded
+    # "imagenet": start from the ImageNet weights an installed package ships (efficientnet_lite0/2,
+    # unet_lite0; `thyronet models` lists them); null: random initialisation
+    pretrained: str | None = None
     drop_rate: float = 0.2
     descriptor_heads: bool = False  # also predict composition, echogenicity, margins, calcifications
     # also predict the TI-RADS category (2 < 3 < 4a < 4b < 4c < 5) the label is cut from, with an
@@ -91,6 +94,12 @@ class TrainConfig:
     ema_decay: float | None = None
     channels_last: bool = False
     early_stopping_patience: int | None = None
+    # fine-tuning: the encoder's learning rate as a fraction of train.lr (the task heads, and a
+    # segmenter's decoder, learn at train.lr); 1 trains every layer alike
+    encoder_lr_scale: float = 1.0
+    # keep the encoder's batch-norm layers at their pretrained statistics (eval mode) in training:
+    # small batches of a few hundred ultrasound crops would otherwise overwrite ImageNet's
+    freeze_norm: bool = False
     target_sensitivity: float = 0.9  # the operating threshold is chosen on validation for this
 
     def __post_init__(self) -> None:
@@ -98,6 +107,8 @@ class TrainConfig:
             raise ThyronetError(f"config train.label_smoothing: expected 0 <= value < 1, got {self.label_smoothing}")
         if self.mixup < 0:
             raise ThyronetError(f"config train.mixup: expected a Beta parameter >= 0 (0: off), got {self.mixup}")
+        if not 0 < self.encoder_lr_scale <= 1:
+            raise ThyronetError(f"config train.encoder_lr_scale: expected 0 < value <= 1, got {self.encoder_lr_scale}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ThyronetError(f"config train.ema_decay: expected 0 < value < 1 (or null: off), got {self.ema_decay}")
 

@@ -18,7 +18,7 @@ from thyronet.evaluation.multiclass import multiclass_metrics
 from thyronet.inference.networks import build_classifier
 from thyronet.runs.config import RunConfig, config_from_dict
 from thyronet.training.losses import descriptor_loss, ordinal_loss
-from thyronet.training.optim import configure_optimizers, steps_per_epoch
+from thyronet.training.optim import configure_optimizers, freeze_encoder_norm, parameter_groups, steps_per_epoch
 
 log = logging.getLogger(__name__)
 
@@ -142,4 +142,9 @@ class ThyroNetModule(L.LightningModule):
         return score(labels, probs), score(case_labels, case_probs)
 
     def configure_optimizers(self):
-        return configure_optimizers(self.parameters(), self.run_config.train, steps_per_epoch(self.trainer))
+        return configure_optimizers(parameter_groups(self.model, self.run_config.train), self.run_config.train,
+                                    steps_per_epoch(self.trainer))
+
+    def on_train_epoch_start(self) -> None:
+        if self.run_config.train.freeze_norm:  # Lightning sets train mode before each epoch
+            freeze_encoder_norm(self.model)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import lightning as L
 import torch
+from torch import nn
 
 from thyronet.runs.config import TrainConfig
 
@@ -16,7 +18,36 @@ def steps_per_epoch(trainer: L.Trainer) -> int:
     return max(1, int(trainer.estimated_stepping_batches) // max(1, trainer.max_epochs or 1))
 
 
-def configure_optimizers(parameters: Iterable[torch.nn.Parameter], train: TrainConfig, epoch_steps: int = 1):
+# top-level submodules that are task heads (or a segmenter's decoder): they learn at train.lr,
+# the rest (the encoder) at train.lr x train.encoder_lr_scale
+HEAD_MODULES = ("fc", "classifier", "head", "descriptor_heads", "tirads_head", "decoder", "segmentation_head")
+
+
+def encoder_modules(model: nn.Module) -> list[nn.Module]:
+    """The top-level submodules of ``model`` that are not task heads."""
+    return [module for name, module in model.named_children() if name not in HEAD_MODULES]
+
+
+def parameter_groups(model: nn.Module, train: TrainConfig) -> Iterable[torch.nn.Parameter] | list[dict[str, Any]]:
+    """The model's parameters, in two groups when the encoder learns slower than the heads."""
+    if train.encoder_lr_scale == 1:
+        return model.parameters()
+    encoder = {id(p) for module in encoder_modules(model) for p in module.parameters()}
+    return [{"params": [p for p in model.parameters() if id(p) in encoder], "lr": train.lr * train.encoder_lr_scale},
+            {"params": [p for p in model.parameters() if id(p) not in encoder]}]
+
+
+def freeze_encoder_norm(model: nn.Module) -> None:
+    """Put the encoder's batch-norm layers in eval mode: they normalise with their pretrained
+    statistics and leave them unchanged (their scale and shift still learn)."""
+    for module in encoder_modules(model):
+        for layer in module.modules():
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                layer.eval()
+
+
+def configure_optimizers(parameters: Iterable[torch.nn.Parameter] | list[dict[str, Any]], train: TrainConfig,
+                         epoch_steps: int = 1):
     """Adam (the paper's), AdamW or SGD; an optional linear warm-up over ``train.warmup_epochs``, then
     cosine decay over the rest of the run, step decay (x0.1) or a constant rate. The schedule moves
     every optimiser step, so that a warm-up shorter than an epoch works too."""

@@ -10,7 +10,7 @@ import torch
 from thyronet.models import create_model
 from thyronet.runs.config import RunConfig, config_from_dict
 from thyronet.training.losses import dice_bce_loss
-from thyronet.training.optim import configure_optimizers, steps_per_epoch
+from thyronet.training.optim import configure_optimizers, freeze_encoder_norm, parameter_groups, steps_per_epoch
 
 
 def batch_dice(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -32,7 +32,7 @@ class SegmentationModule(L.LightningModule):
         self.save_hyperparameters()
         self.run_config: RunConfig = config_from_dict(config)
         self.model = create_model(self.run_config.model.name, num_classes=1, in_chans=self.run_config.data.in_chans,
-                                  weights=self.run_config.model.weights)
+                                  weights=self.run_config.model.weights, pretrained=self.run_config.model.pretrained)
         self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,4 +63,9 @@ class SegmentationModule(L.LightningModule):
         self.log("val/dice", dice_values.mean(), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
-        return configure_optimizers(self.parameters(), self.run_config.train, steps_per_epoch(self.trainer))
+        return configure_optimizers(parameter_groups(self.model, self.run_config.train), self.run_config.train,
+                                    steps_per_epoch(self.trainer))
+
+    def on_train_epoch_start(self) -> None:
+        if self.run_config.train.freeze_norm:  # Lightning sets train mode before each epoch
+            freeze_encoder_norm(self.model)
