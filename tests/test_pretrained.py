@@ -17,8 +17,7 @@ from thyronet.errors import DataError, ThyronetError
 from thyronet.inference.checkpoint import load_network
 from thyronet.inference.networks import build_classifier
 from thyronet.inference.predictor import load_checkpoint, predict_records
-from thyronet.models import cam_target_layer, create_model
-from thyronet.models import packaged
+from thyronet.models import cam_target_layer, create_model, packaged
 from thyronet.models.packaged import block_layout, encoder_state_dict, imagenet_state_dict, timm_key
 from thyronet.runs.config import load_config
 from thyronet.training.optim import freeze_encoder_norm, parameter_groups

@@ -187,3 +187,13 @@ def test_predicted_region_classifier_runs_end_to_end(segmenter_run, training_ddt
     (tmp_path / "m.segmenter.onnx").unlink()
     assert main(["predict", "--onnx", str(tmp_path / "m.onnx"), str(image), "--out", str(tmp_path / "x.csv")]) == 2
     assert "m.segmenter.onnx is missing" in capsys.readouterr().err
+
+    # as a model package, folder or zip, the run gives the same answers, and its segmenter comes with it
+    assert main(["export", str(run), "--package", str(tmp_path / "package.zip")]) == 0
+    assert main(["predict", str(tmp_path / "package.zip"), str(image), "--out", str(tmp_path / "k.csv")]) == 0
+    packaged = next(csv.DictReader(open(tmp_path / "k.csv")))
+    assert packaged["region"] == "predicted" and packaged["box"] == row["box"]
+    assert float(packaged["probability"]) == pytest.approx(float(row["probability"]), abs=1e-5)
+    assert packaged["composition_prob"] == pytest.approx(row["composition_prob"])
+    assert main(["segment", str(tmp_path / "package.zip"), str(image), "--out", str(tmp_path / "ks")]) == 0
+    assert (tmp_path / "ks" / "segments.csv").read_text() == (tmp_path / "s" / "segments.csv").read_text()

@@ -1,8 +1,16 @@
 """Reading and writing thyronet checkpoints: the run's config, the network's weights and what the
-run learnt beside them (calibration, segmenter, out-of-distribution gate)."""
+run learnt beside them (calibration, segmenter, out-of-distribution gate).
+
+Opening a model file never runs code from it: checkpoints are read with
+``torch.load(weights_only=True)``, which rebuilds tensors and plain Python values (dicts, lists,
+strings, numbers) and refuses anything else, and thyronet writes its checkpoints in those types
+only. A checkpoint that needs a full unpickle (written by other code, or tampered with) is refused
+with the command that converts it, which its owner runs knowingly (:func:`convert_checkpoint`).
+"""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -13,35 +21,93 @@ from thyronet import __version__
 from thyronet.errors import DataError
 from thyronet.inference.calibration import Calibration
 from thyronet.inference.networks import build_classifier
+from thyronet.inference.package import is_package, read_package
 from thyronet.io import atomic_path
 from thyronet.runs.config import RunConfig, config_from_dict
 from thyronet.runs.layout import RunFolder
 
 
 def read_checkpoint(path: str | Path) -> tuple[RunConfig, dict[str, torch.Tensor], dict[str, Any], Path]:
-    """(run config, network state dict, thyronet info, file) of a checkpoint file or run folder."""
+    """(run config, network state dict, thyronet info, file) of a checkpoint file, run folder or model
+    package (:mod:`thyronet.inference.package`)."""
     path = Path(path)
+    if is_package(path):
+        return read_package(path)
     if path.is_dir():  # a run folder: its best checkpoint
         path = RunFolder(path).best
     if not path.is_file():
         raise DataError(path, "checkpoint not found")
+    checkpoint = safe_load(path)
     try:
-        # thyronet checkpoints hold the run config (plain Python objects) beside the tensors
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         config = config_from_dict(checkpoint["hyper_parameters"]["config"])
         state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
-    except Exception as error:  # unpickling, zip and key errors of many kinds
+    except Exception as error:  # key and type errors of many kinds
         raise DataError(path, f"not a thyronet checkpoint ({error.__class__.__name__}: {error})") from None
     return config, state, checkpoint.get("thyronet", {}), path
 
 
+CONVERT_HINT = "If you trust where it came from, convert it once with `thyronet export --convert {path} --out NEW.ckpt`"
+
+
+def safe_load(path: Path) -> dict[str, Any]:
+    """A checkpoint's contents, read without running code from the file (tensors and plain types only)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:  # what weights_only raises for anything but plain types
+        found = str(error).split("Unsupported global:")[-1].split(".")[0].strip() if "Unsupported global" in str(error) else ""
+        raise DataError(path, "holds Python objects that only a full unpickle would rebuild, and a full unpickle "
+                              f"can run any code{f' ({found})' if found else ''}; refused. "
+                              + CONVERT_HINT.format(path=path)) from None
+    except Exception as error:  # zip and torch errors of many kinds
+        raise DataError(path, f"not a thyronet checkpoint ({error.__class__.__name__}: {error})") from None
+    if not isinstance(checkpoint, dict):
+        raise DataError(path, "not a thyronet checkpoint (no dictionary inside)")
+    return checkpoint
+
+
+def plain(value: Any) -> Any:
+    """``value`` in the types ``weights_only`` reads back: tensors, dicts, lists, str, numbers, None."""
+    if isinstance(value, torch.Tensor) or value is None or type(value) in (bool, int, float, str):
+        return value  # exact types: numpy's float64 is a float subclass that weights_only refuses
+    if isinstance(value, dict):
+        return {k if type(k) in (int, float, str) else str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [plain(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} has no plain form")
+
+
+def convert_checkpoint(old: str | Path, new: str | Path) -> Path:
+    """Rewrite a checkpoint that needs a full unpickle in plain types, keeping what inference reads
+    (weights, config, calibration, gate, segmenter) and dropping the optimiser's resume state.
+
+    This is the one place thyronet unpickles a file in full, which can run code from it: the
+    command line calls it only on ``thyronet export --convert``, for a file its owner trusts."""
+    old, new = Path(old), Path(new)
+    if not old.is_file():
+        raise DataError(old, "checkpoint not found")
+    try:
+        checkpoint = torch.load(old, map_location="cpu", weights_only=False)  # the user asked for this file
+        kept = {key: plain(checkpoint[key]) for key in ("state_dict", "hyper_parameters", "thyronet", "epoch",
+                                                        "global_step", "pytorch-lightning_version") if key in checkpoint}
+        config_from_dict(kept["hyper_parameters"]["config"])
+    except Exception as error:  # unpickling, key and type errors of many kinds
+        raise DataError(old, f"cannot be converted ({error.__class__.__name__}: {error})") from None
+    with atomic_path(new) as tmp:
+        torch.save(kept, tmp)
+    safe_load(new)  # what was written reads back without a full unpickle
+    return new
+
+
 def load_network(path: str | Path) -> tuple[nn.Module, RunConfig, dict[str, Any], Path]:
     """(classifier in eval mode, run config, thyronet info, file) of a classifier checkpoint."""
-
     config, state, info, path = read_checkpoint(path)
     if config.task != "classify":
         raise DataError(path, f"is a {config.task} checkpoint, not a classifier (use `thyronet segment`)")
-    model = build_classifier(config)
+    model = build_classifier(config, pretrained=False)  # the checkpoint's weights follow
     model.load_state_dict(state)
     model.eval()
     return model, config, info, path
@@ -49,7 +115,7 @@ def load_network(path: str | Path) -> tuple[nn.Module, RunConfig, dict[str, Any]
 
 def save_calibration(path: Path, calibration: Calibration, extra: dict[str, Any]) -> None:
     """Store the calibration (and provenance) inside a checkpoint, atomically."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = safe_load(path)
     checkpoint["thyronet"] = {"version": __version__, "calibration": calibration.to_dict(), **extra}
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
@@ -19,7 +18,6 @@ from thyronet.data.preprocess import PreprocessConfig
 from thyronet.data.region import RegionConfig
 from thyronet.errors import ThyronetError
 from thyronet.runs.shipped import config_path
-
 
 
 @dataclass

@@ -156,7 +156,7 @@ def run_trainer(trainer: L.Trainer, run_dir: Path, module: L.LightningModule, re
     previous = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the processes Lightning launches for DDP
     try:
-        trainer.fit(module, ckpt_path=str(RunFolder(run_dir).last) if resume else None, **data)
+        trainer.fit(module, ckpt_path=str(RunFolder(run_dir).last) if resume else None, weights_only=True, **data)
     except SystemExit:  # Lightning's answer to Ctrl-C, after its graceful shutdown
         if not trainer.interrupted:
             raise

@@ -155,15 +155,31 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from thyronet.inference.backends import export_backend, load_backend
+    if args.convert:
+        from thyronet.inference.checkpoint import convert_checkpoint
 
-    backend = load_backend(args.checkpoint)
-    path, *segmenter = export_backend(backend, args.onnx)
-    data = backend.config.data
-    print(f"wrote {path} (input: batch x {data.in_chans} x {data.preprocess.size} x {data.preprocess.size}; "
-          "preprocessing and calibration stored in its metadata)")
-    for extra in segmenter:
-        print(f"wrote {extra} (the segmenter that finds the nodule's region; keep it beside {path.name})")
+        if not args.out:
+            raise ThyronetError("--convert OLD.ckpt needs --out NEW.ckpt")
+        print(f"wrote {convert_checkpoint(args.convert, args.out)} (plain types only: opens without running code)")
+        return 0
+    if not args.checkpoint or not (args.onnx or args.package):
+        raise ThyronetError("give a checkpoint or run folder and --onnx FILE and/or --package DIR|FILE.zip "
+                            "(or --convert OLD.ckpt --out NEW.ckpt)")
+    if args.package:
+        from thyronet.apps.export import write_package
+
+        print(f"wrote {write_package(args.checkpoint, args.package)} (safetensors weights, config, calibration, gate, "
+              "model card and a manifest of SHA-256s; predict, serve, evaluate and segment take it)")
+    if args.onnx:
+        from thyronet.inference.backends import export_backend, load_backend
+
+        backend = load_backend(args.checkpoint)
+        path, *segmenter = export_backend(backend, args.onnx)
+        data = backend.config.data
+        print(f"wrote {path} (input: batch x {data.in_chans} x {data.preprocess.size} x {data.preprocess.size}; "
+              "preprocessing and calibration stored in its metadata)")
+        for extra in segmenter:
+            print(f"wrote {extra} (the segmenter that finds the nodule's region; keep it beside {path.name})")
     return 0
 
 
@@ -211,7 +227,12 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     analyze.set_defaults(handler=_analyze)
 
     export = subcommands.add_parser(
-        "export", help="export a checkpoint to ONNX (dynamic batch; a run that finds the nodule also writes its segmenter beside it)")
-    export.add_argument("checkpoint", help="a .ckpt file or run folder")
-    export.add_argument("--onnx", required=True, metavar="FILE", help="the ONNX file to write")
+        "export", help="export a checkpoint to ONNX or to a model package for sharing; convert an old checkpoint")
+    export.add_argument("checkpoint", nargs="?", help="a .ckpt file or run folder")
+    export.add_argument("--onnx", metavar="FILE", help="an ONNX file to write (dynamic batch; a run that finds the nodule "
+                                                      "also writes its segmenter beside it)")
+    export.add_argument("--package", metavar="DIR|FILE.zip", help="a model package to write: no pickle, hashes checked on load")
+    export.add_argument("--convert", metavar="OLD.ckpt", help="rewrite a checkpoint that only a full unpickle opens (this "
+                                                              "runs code from it: only for a file you trust) in plain types")
+    export.add_argument("--out", metavar="NEW.ckpt", help="where --convert writes")
     export.set_defaults(handler=_export)
