@@ -17,7 +17,7 @@ from thyronet.data.tirads import describe, most_likely_points, tirads_level
 from thyronet.data.vocabulary import DESCRIPTOR_CLASSES
 from thyronet.errors import DataError
 from thyronet.inference.backends import Backend
-from thyronet.inference.predictor import PreparedInput
+from thyronet.inference.predictor import FrameResult, PreparedInput
 from thyronet.io import open_atomic
 
 
@@ -70,7 +70,13 @@ OOD_WARNING = ("does not look like the thyroid ultrasound this model learnt from
 def predict_image(backend: Backend, image: np.ndarray, name: str, box: Box | None = None, refuse_ood: bool = False) -> Answer:
     """Predict one decoded frame (optionally with the user's nodule box). An input unlike the
     training images gets a warning, or with ``refuse_ood`` an error instead of a prediction."""
-    result = backend.predict_frame(image, box)
+    return answer_result(backend, backend.predict_frame(image, box), name, image, refuse_ood)
+
+
+def answer_result(backend: Backend, result: FrameResult, name: str, image: np.ndarray | None = None,
+                  refuse_ood: bool = False) -> Answer:
+    """The clinical answer for one frame's model output: calibrated probability, decision at the
+    operating threshold, the region, the out-of-distribution verdict and the descriptors."""
     probability, heads, prepared = result.probability, result.descriptors, result.prepared
     if result.ood_score is not None and result.ood_score > 1:
         warning = OOD_WARNING.format(score=result.ood_score)

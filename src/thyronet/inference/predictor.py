@@ -186,16 +186,17 @@ class LoadedModel(ModelInput):
 
     def _forward(self, batch: torch.Tensor) -> Outputs:
         model = self.model
+        batch = batch.to(next(model.parameters()).device)  # where the network was put (a GPU in archive prediction)
         if not hasattr(model, "forward_stages"):  # the peers: logits only
-            return Outputs(model(batch).float().numpy(), {}, None)
+            return Outputs(model(batch).float().cpu().numpy(), {}, None)
         maps = model.forward_stages(batch)
         features = model.pool_features(maps)
-        logits = model.fc(model.dropout(features)).float().numpy()
-        heads = {name: torch.softmax(head(features).float(), 1).numpy() for name, head in model.descriptor_heads.items()}
+        logits = model.fc(model.dropout(features)).float().cpu().numpy()
+        heads = {name: torch.softmax(head(features).float(), 1).cpu().numpy() for name, head in model.descriptor_heads.items()}
         # every stage's pooled map: early stages see texture statistics (noise, other scanners)
         # that the last stage's features abstract away
         gate_features = torch.cat([torch.flatten(model.avgpool(m), 1) for m in maps], 1)
-        return Outputs(logits, heads, gate_features.float().numpy())
+        return Outputs(logits, heads, gate_features.float().cpu().numpy())
 
     def ood_score(self, features: np.ndarray | None) -> np.ndarray | None:
         """Out-of-distribution scores (above 1: unlike the training images), where the run has a gate."""

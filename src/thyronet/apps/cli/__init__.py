@@ -37,6 +37,7 @@ def configure_logging() -> None:
     logger.propagate = False
     warnings.filterwarnings("ignore", message=".*treespec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*infer the batch indices.*")  # archive batches are made by the dataset
 
 
 def main(argv: Sequence[str] | None = None) -> int:

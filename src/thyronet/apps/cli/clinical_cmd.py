@@ -72,6 +72,8 @@ def _predict(args: argparse.Namespace) -> int:
     from thyronet.inference.answers import format_predictions, write_predictions
 
     backend, inputs = _backend(args)
+    if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
+        return _predict_archive(args, backend, inputs)
     answers = _predict_inputs(args, backend, inputs)
     predictions = [a.prediction for a in answers]
     print(format_predictions(predictions))
@@ -82,6 +84,29 @@ def _predict(args: argparse.Namespace) -> int:
         write_report(Path(args.report), backend, _overlays(backend, answers, "gradcam"))
         print(f"wrote {args.report}")
     return 0 if all(p.error is None for p in predictions) else 1
+
+
+def _predict_archive(args: argparse.Namespace, backend, inputs: list[str]) -> int:
+    """Inputs enumerated lazily, predicted in chunks by one or many processes, into --out DIR."""
+    from thyronet.inference.archive import ArchiveJob, predict_archive
+
+    if not inputs:
+        raise ThyronetError("no input images given")
+    if args.box or args.report:
+        raise ThyronetError("--box and --report answer a few images; an archive prediction (--out DIR) takes neither")
+    devices = int(args.devices) if args.devices.isdigit() else args.devices
+    job = ArchiveJob(str(Path(args.checkpoint or args.onnx).resolve()), [str(Path(i).resolve()) for i in inputs],
+                     args.chunk_size, args.refuse_ood)
+    summary = predict_archive(backend, job, Path(args.out), resume=args.resume, batch_size=args.batch_size,
+                              workers=args.workers, log_every=args.log_every,
+                              trainer_options={"accelerator": args.accelerator, "devices": devices,
+                                               "num_nodes": args.num_nodes, "strategy": args.strategy})
+    if summary:
+        print(f"{summary['images']} images: {summary['predicted']} predicted ({summary['malignant']} malignant, "
+              f"{summary['benign']} benign), {summary['errors']} errors, {summary['flagged_ood']} flagged unlike the "
+              f"training images; wrote {Path(args.out) / 'predictions.csv'} and summary.json")
+        return 0 if summary["errors"] == 0 else 1
+    return 0
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -189,12 +214,24 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     predict.add_argument("checkpoint", nargs="?", help="a .ckpt file or run folder")
     predict.add_argument("inputs", nargs="*", help="image or DICOM files, folders of them, or a CSV manifest")
     predict.add_argument("--onnx", metavar="FILE", help="run an ONNX export through onnxruntime instead of a checkpoint")
-    predict.add_argument("--out", help="write the predictions as .csv or .json")
+    predict.add_argument("--out", help="write the predictions as .csv or .json; a folder (no such suffix): predict an "
+                         "archive in chunks, resumable, across processes (below)")
     predict.add_argument("--report", metavar="HTML", help="write a self-contained HTML report (with Grad-CAM for checkpoints)")
     predict.add_argument("--box", metavar="X0,Y0,X1,Y1", help="the nodule's box in input pixels, instead of the predicted one "
                          "(region-of-interest models)")
     predict.add_argument("--refuse-ood", action="store_true", help="refuse, instead of warning about, inputs unlike the "
                          "thyroid ultrasound the model learnt (out-of-distribution score over 1)")
+    archive = predict.add_argument_group("archive prediction (--out DIR)")
+    archive.add_argument("--resume", action="store_true", help="continue an interrupted archive prediction in --out DIR")
+    archive.add_argument("--workers", type=int, default=0,
+                         help="data-loader processes decoding images (default 0: in the predicting process)")
+    archive.add_argument("--batch-size", type=int, default=32)
+    archive.add_argument("--chunk-size", type=int, default=1000, help="images per written part (default %(default)s)")
+    archive.add_argument("--devices", default="1", help="processes (CPU) or GPUs per machine (passed to Lightning)")
+    archive.add_argument("--num-nodes", type=int, default=1, help="machines (passed to Lightning)")
+    archive.add_argument("--strategy", default="auto", help="auto, ddp, ... (passed to Lightning)")
+    archive.add_argument("--accelerator", default="cpu", help="cpu, gpu, auto (passed to Lightning)")
+    archive.add_argument("--log-every", type=int, default=1000, help="images between progress lines when not on a terminal")
     predict.set_defaults(handler=_predict)
 
     explain = subcommands.add_parser("explain", help="Grad-CAM overlays beside the input, as PNG files")
