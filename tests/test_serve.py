@@ -5,10 +5,14 @@ import io
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -182,3 +186,48 @@ def test_a_request_out_of_time_gets_504_and_does_not_hold_the_model(tiny_run):
     assert service.lock.acquire(blocking=False)  # and left the model free
     service.lock.release()
     assert client.post("/api/v1/predict", files={"file": ("ok.png", payload, "image/png")}).status_code == 200
+
+
+def test_ready_says_the_model_is_loaded(client):
+    body = client.get("/ready").json()
+    assert body["ready"] is True and body["model"] == "resnet18" and body["worker_pid"] == os.getpid()
+
+
+THYRONET = shutil.which("thyronet", path=str(Path(sys.executable).parent)) or shutil.which("thyronet")
+
+
+@pytest.mark.skipif(THYRONET is None, reason="the thyronet console script is not installed")
+def test_two_worker_processes_answer_behind_one_port(tiny_run):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([THYRONET, "serve", str(tiny_run), "--port", str(port), "--workers", "2", "--no-explain"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the server never became ready")
+        workers = [p for p in Path("/proc").glob("[0-9]*") if _parent(p) == server.pid]
+        assert len(workers) >= 2  # uvicorn's worker processes (besides its helpers)
+        payload = png_bytes(ultrasound_image(0, True))
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda i: httpx.post(f"http://127.0.0.1:{port}/api/v1/predict", timeout=60,
+                                                         files={"file": (f"{i}.png", payload, "image/png")}), range(8)))
+        assert {a.status_code for a in answers} == {200}
+        assert len({round(a.json()["probability_malignant"], 6) for a in answers}) == 1  # every worker, one model
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _parent(proc: Path) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None

@@ -1,4 +1,6 @@
-"""FastAPI application: ``POST /api/v1/predict``, ``GET /health``, the page at ``/``.
+"""FastAPI application: ``POST /api/v1/predict``, ``GET /health`` (liveness), ``GET /ready`` (the model
+is loaded: readiness for a load balancer), the page at ``/``. ``serve --workers N`` runs N processes
+of it behind one port, each building it with :func:`app_from_environment`.
 
 Safety: uploads are size-limited and read in chunks, their type is checked by content (magic
 bytes, not the file name), decoding refuses decompression bombs, each prediction has a time
@@ -11,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -159,7 +163,13 @@ def create_app(model: str | Path | Backend, settings: ServiceSettings | None = N
 
     @app.get("/health")
     def health() -> dict[str, Any]:
+        """Liveness: the process answers."""
         return {"status": "ok", "model": backend.name, "runtime": backend.runtime, "version": __version__}
+
+    @app.get("/ready")
+    def ready() -> dict[str, Any]:
+        """Readiness, for a load balancer: this worker has its model loaded and takes requests."""
+        return {"ready": True, "model": backend.name, "source": str(backend.source), "worker_pid": os.getpid()}
 
     @app.post("/api/v1/predict")
     async def predict(
@@ -195,3 +205,13 @@ def create_app(model: str | Path | Backend, settings: ServiceSettings | None = N
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     return app
+
+
+SETTINGS_VARIABLE = "THYRONET_SERVE"  # how `thyronet serve --workers N` hands the model and settings to each worker
+
+
+def app_from_environment() -> FastAPI:
+    """The application a uvicorn worker process builds for itself (``serve --workers N``): the model
+    named in ``THYRONET_SERVE`` loaded once per worker."""
+    spec = json.loads(os.environ[SETTINGS_VARIABLE])
+    return create_app(spec["model"], ServiceSettings(**spec["settings"]))
