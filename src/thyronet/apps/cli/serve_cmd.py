@@ -5,21 +5,41 @@ from __future__ import annotations
 import argparse
 
 
+def _check_model(path: str) -> str | None:
+    """Load the model once in a throw-away process: its error, or None (run by ``--workers N``, so
+    that the server process itself never holds a model beside its workers' copies)."""
+    from thyronet.errors import ThyronetError
+    from thyronet.inference.backends import load_backend
+
+    try:
+        load_backend(path)
+    except ThyronetError as error:
+        return str(error)
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
-    import dataclasses
     import json
+    import multiprocessing
     import os
 
     import uvicorn
 
-    from thyronet.apps.serve.app import SETTINGS_VARIABLE, ServiceSettings, create_app
     from thyronet.errors import ThyronetError
 
     if args.workers < 1:
         raise ThyronetError(f"--workers: expected 1 or more processes, got {args.workers}")
-    settings = ServiceSettings(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), timeout_s=args.timeout,
-                               explain=not args.no_explain, refuse_ood=args.refuse_ood)
-    app = create_app(args.checkpoint, settings)  # loaded here too, so that a bad model is one line before any worker starts
+    settings = {"max_upload_bytes": int(args.max_upload_mb * 1024 * 1024), "timeout_s": args.timeout,
+                "explain": not args.no_explain, "refuse_ood": args.refuse_ood}  # ServiceSettings' fields
+    if args.workers == 1:
+        from thyronet.apps.serve.app import ServiceSettings, create_app
+
+        app = create_app(args.checkpoint, ServiceSettings(**settings))
+    else:
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            problem = pool.apply(_check_model, (str(args.checkpoint),))
+        if problem:
+            raise ThyronetError(problem)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host}: reachable from other machines; put it behind the hospital's "
               "authentication and TLS")
@@ -27,9 +47,10 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers == 1:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
         return 0
-    del app
     # uvicorn's workers each import the app factory and load the model once, behind the one port
-    os.environ[SETTINGS_VARIABLE] = json.dumps({"model": str(args.checkpoint), "settings": dataclasses.asdict(settings)})
+    # and share the cores: each worker's torch threads as many as its share
+    threads = max(1, (os.cpu_count() or 1) // args.workers)
+    os.environ["THYRONET_SERVE"] = json.dumps({"model": str(args.checkpoint), "settings": settings, "threads": threads})
     uvicorn.run("thyronet.apps.serve.app:app_from_environment", factory=True, workers=args.workers,
                 host=args.host, port=args.port, log_level="warning")
     return 0

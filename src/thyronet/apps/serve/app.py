@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
@@ -207,11 +208,9 @@ def create_app(model: str | Path | Backend, settings: ServiceSettings | None = N
     return app
 
 
-SETTINGS_VARIABLE = "THYRONET_SERVE"  # how `thyronet serve --workers N` hands the model and settings to each worker
-
-
 def app_from_environment() -> FastAPI:
     """The application a uvicorn worker process builds for itself (``serve --workers N``): the model
     named in ``THYRONET_SERVE`` loaded once per worker."""
-    spec = json.loads(os.environ[SETTINGS_VARIABLE])
+    spec = json.loads(os.environ["THYRONET_SERVE"])  # written by `thyronet serve --workers N`
+    torch.set_num_threads(spec["threads"])
     return create_app(spec["model"], ServiceSettings(**spec["settings"]))
