@@ -4,8 +4,8 @@
 #   benchmarks/paper_comparison.sh [OUT] [DATA]        (defaults: runs/compare8, ../shared/data/ddti)
 #
 # All eight networks on the same 3 case-grouped folds with the whole-frame CPU recipe
-# (configs/frame.yaml, the default until the fifth session) at 15 epochs (about 51
-# minutes on 2 cores with AMX-BF16; the fourth session's run is /work/exp/compare8), then training
+# (configs/frame.yaml, the default until 2026-11-30, 49d7b68) at 15 epochs (about 51
+# minutes on 2 cores with AMX-BF16; the run of 2026-11-29, 2a76dc3, is /work/exp/compare8), then training
 # throughput at 96 and 224 px and single-image latency (eager, ONNX, Grad-CAM) of each fold-0
 # model. Resumable: run it again and `thyronet compare` continues with the next unfinished fold.
 # Meant for the background (nohup ... &); the figures go in docs/results.md.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -9,7 +10,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
-from thyronet.inference.answers import Prediction
+from thyronet.inference.answers import Answer, Prediction
+from thyronet.inference.backends import Backend
+from thyronet.inference.cam import CamExplainer
 from thyronet.inference.predictor import PreparedInput
 from thyronet.io import atomic_path
 
@@ -62,3 +65,36 @@ def save_png(image: Image.Image, path: Path) -> Path:
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
     return path
+
+
+def overlays(backend: Backend, answers: Sequence[Answer], method: str, layer: str | None = None
+             ) -> list[tuple[Answer, np.ndarray | None, np.ndarray | None]]:
+    """(answer, frame with region and contour, the same with the heat map or None) per answer;
+    Grad-CAM needs the PyTorch checkpoint (an ONNX backend gets no heat map)."""
+    explainer = CamExplainer(backend, method, layer) if backend.loaded is not None else None
+    rows = []
+    for answer in answers:
+        if answer.prepared is None:
+            rows.append((answer, None, None))
+            continue
+        plain = frame_overlay(answer.frame, answer.prepared)
+        heat = explainer(backend.to_tensor(answer.prepared.image)) if explainer else None
+        rows.append((answer, plain, None if heat is None else frame_overlay(answer.frame, answer.prepared, heat)))
+    return rows
+
+
+def write_explanations(backend: Backend, answers: Sequence[Answer], out: Path, method: str = "gradcam",
+                       layer: str | None = None) -> list[tuple[Prediction, Path | None]]:
+    """One PNG per answer (input and heat map side by side) in ``out``; (prediction, PNG or None
+    for an input that failed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[tuple[Prediction, Path | None]] = []
+    for answer, plain, blended in overlays(backend, answers, method, layer):
+        prediction = answer.prediction
+        if prediction.error:
+            written.append((prediction, None))
+            continue
+        source, _, frame = prediction.input.partition("#")
+        name = Path(source).stem + (f"_f{frame}" if frame else "")
+        written.append((prediction, save_png(side_by_side(plain, blended, prediction, method), out / f"{name}_{method}.png")))
+    return written

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from thyronet.data.imageio import read_image
 from thyronet.data.preprocess import preprocess
-from thyronet.data.records import ImageRecord
+from thyronet.data.records import Collection, ImageRecord
 from thyronet.data.splits import SplitPlan
-from thyronet.inference.backends import Backend
+from thyronet.inference.backends import Backend, load_backend
 from thyronet.inference.cam import CamExplainer
 from thyronet.runs.layout import RunFolder
 
@@ -72,3 +74,15 @@ def localisation_summary(backend: Backend, records: Sequence[ImageRecord], metho
         pairs.append((explainer(backend.to_tensor(prepared.image)), mask))
     return LocalisationSummary.from_pairs(pairs)
 
+
+def localise_models(checkpoints: Sequence[str | Path], collection: Collection, method: str = "gradcam",
+                    layer: str | None = None, all_images: bool = False) -> list[dict[str, Any]]:
+    """One row per model: Grad-CAM mass inside the expert outline and the pointing game, on its run's
+    held-out outlined images (or ``all_images``)."""
+    rows = []
+    for checkpoint in checkpoints:
+        backend = load_backend(checkpoint)
+        summary = localisation_summary(backend, held_out_outlined(backend, collection.images, all_images), method, layer)
+        rows.append({"model": backend.name, "checkpoint": str(backend.source), "method": method,
+                     "layer": layer or "registry", **summary.__dict__})
+    return rows

@@ -13,9 +13,10 @@ import numpy as np
 from thyronet.data.imageio import read_image
 from thyronet.data.preprocess import Box
 from thyronet.data.records import ImageRecord
+from thyronet.data.sources import open_inputs
 from thyronet.data.tirads import describe, most_likely_points, tirads_level
 from thyronet.data.vocabulary import DESCRIPTOR_CLASSES
-from thyronet.errors import DataError
+from thyronet.errors import DataError, ThyronetError
 from thyronet.inference.backends import Backend
 from thyronet.inference.predictor import FrameResult, PreparedInput
 from thyronet.io import open_atomic
@@ -146,3 +147,16 @@ def format_predictions(predictions: Sequence[Prediction]) -> str:
                 lines.append(f"{'':<{width}}  predicted: {p.description} (ACR TI-RADS {p.tirads_points} points, "
                              f"{p.tirads_level}, derived from the predicted descriptors)")
     return "\n".join(lines)
+
+
+def predict_inputs(backend: Backend, inputs: Sequence[str | Path], box: Box | None = None,
+                   refuse_ood: bool = False) -> list[Answer]:
+    """Predict every input (files, folders, a source); an input that cannot be read becomes an
+    answer with its error, and the others go on."""
+    if not inputs:
+        raise ThyronetError("no input images given")
+    if box is not None and backend.config.data.roi.mode == "none":
+        raise ThyronetError("--box: this model looks at the whole scan area (trained without a region of interest)")
+    collection = open_inputs(list(inputs))
+    answers = answer_records(backend, collection.images, box, refuse_ood)
+    return answers + [Answer(Prediction(str(issue.path), error=issue.problem)) for issue in collection.issues]

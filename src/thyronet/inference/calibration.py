@@ -4,7 +4,7 @@ chosen for a target sensitivity, and the expected calibration error.
 The bias matters because training weights the classes (or samples them) as if they were equally
 frequent: the network's log-odds are then centred for a balanced population, and a temperature
 alone, which can only flatten them, answers about 0.5 for everything on DDTI's 83% malignant
-cases (measured: the fifth session's default hit the temperature's bound, 20). Fitting
+cases (measured: the default of 2026-11-30, 49d7b68, hit the temperature's bound, 20). Fitting
 ``sigmoid(log-odds / T + b)`` (Platt scaling on the logit difference) moves them back."""
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ with the command that converts it, which its owner runs knowingly (:func:`conver
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +54,12 @@ def safe_load(path: Path) -> dict[str, Any]:
     """A checkpoint's contents, read without running code from the file (tensors and plain types only)."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:  # what weights_only raises for anything but plain types
-        found = str(error).split("Unsupported global:")[-1].split(".")[0].strip() if "Unsupported global" in str(error) else ""
+    except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if found is None:  # not a pickle of objects at all: a damaged or foreign file
+            raise DataError(path, "not a thyronet checkpoint (not a readable PyTorch file)") from None
         raise DataError(path, "holds Python objects that only a full unpickle would rebuild, and a full unpickle "
-                              f"can run any code{f' ({found})' if found else ''}; refused. "
-                              + CONVERT_HINT.format(path=path)) from None
+                              f"can run any code ({found.group(1)}); refused. " + CONVERT_HINT.format(path=path)) from None
     except Exception as error:  # zip and torch errors of many kinds
         raise DataError(path, f"not a thyronet checkpoint ({error.__class__.__name__}: {error})") from None
     if not isinstance(checkpoint, dict):

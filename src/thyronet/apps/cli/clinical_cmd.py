@@ -28,46 +28,18 @@ def _backend(args: argparse.Namespace):
 
 
 def _predict_inputs(args: argparse.Namespace, backend, inputs: list[str]):
-    """Predict every input; unreadable files become answers with their error (the others go on)."""
-    from thyronet.data import open_inputs
     from thyronet.data.region import parse_box
-    from thyronet.inference.answers import Answer, Prediction, answer_records
+    from thyronet.inference.answers import predict_inputs
 
-    if not inputs:
-        raise ThyronetError("no input images given")
-    box = None
-    if getattr(args, "box", None):
-        try:
-            box = parse_box(args.box)
-        except ValueError as error:
-            raise ThyronetError(str(error)) from None
-        if backend.config.data.roi.mode == "none":
-            raise ThyronetError("--box: this model looks at the whole scan area (trained without a region of interest)")
-    collection = open_inputs(inputs)
-    results = answer_records(backend, collection.images, box, refuse_ood=getattr(args, "refuse_ood", False))
-    results += [Answer(Prediction(str(issue.path), error=issue.problem)) for issue in collection.issues]
-    return results
-
-
-def _overlays(backend, answers, method: str, layer: str | None = None):
-    """(answer, frame with contours, frame with the heat map or None) per answer; Grad-CAM needs
-    the PyTorch checkpoint."""
-    from thyronet.apps.explain import frame_overlay
-    from thyronet.inference.cam import CamExplainer
-
-    explainer = CamExplainer(backend, method, layer) if backend.loaded is not None else None
-    rows = []
-    for answer in answers:
-        if answer.prepared is None:
-            rows.append((answer, None, None))
-            continue
-        plain = frame_overlay(answer.frame, answer.prepared)
-        heat = explainer(backend.to_tensor(answer.prepared.image)) if explainer else None
-        rows.append((answer, plain, None if heat is None else frame_overlay(answer.frame, answer.prepared, heat)))
-    return rows
+    try:
+        box = parse_box(args.box) if getattr(args, "box", None) else None
+    except ValueError as error:
+        raise ThyronetError(str(error)) from None
+    return predict_inputs(backend, inputs, box, refuse_ood=getattr(args, "refuse_ood", False))
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from thyronet.apps.explain import overlays
     from thyronet.apps.report import write_report
     from thyronet.inference.answers import format_predictions, write_predictions
 
@@ -81,7 +53,7 @@ def _predict(args: argparse.Namespace) -> int:
         write_predictions(predictions, Path(args.out))
         print(f"wrote {args.out}")
     if args.report:
-        write_report(Path(args.report), backend, _overlays(backend, answers, "gradcam"))
+        write_report(Path(args.report), backend, overlays(backend, answers, "gradcam"))
         print(f"wrote {args.report}")
     return 0 if all(p.error is None for p in predictions) else 1
 
@@ -110,22 +82,16 @@ def _predict_archive(args: argparse.Namespace, backend, inputs: list[str]) -> in
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from thyronet.apps.explain import save_png, side_by_side
+    from thyronet.apps.explain import write_explanations
 
     backend, inputs = _backend(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    failed = 0
-    for answer, plain, blended in _overlays(backend, _predict_inputs(args, backend, inputs), args.method, args.layer):
-        prediction = answer.prediction
-        if prediction.error:
+    written = write_explanations(backend, _predict_inputs(args, backend, inputs), Path(args.out), args.method, args.layer)
+    for prediction, path in written:
+        if path is None:
             print(f"{prediction.input}: error: {prediction.error}", file=sys.stderr)
-            failed += 1
-            continue
-        name = Path(prediction.input.split("#")[0]).stem + (f"_f{prediction.input.split('#')[1]}" if "#" in prediction.input else "")
-        path = save_png(side_by_side(plain, blended, prediction, args.method), out / f"{name}_{args.method}.png")
-        print(f"{prediction.input}: P(malignant) {prediction.probability:.3f} -> {path}")
-    return 1 if failed else 0
+        else:
+            print(f"{prediction.input}: P(malignant) {prediction.probability:.3f} -> {path}")
+    return 1 if any(path is None for _, path in written) else 0
 
 
 def _segment(args: argparse.Namespace) -> int:
@@ -147,17 +113,10 @@ def _segment(args: argparse.Namespace) -> int:
 def _localise(args: argparse.Namespace) -> int:
     from thyronet.data import open_source
     from thyronet.data.locate import resolve_data_path
-    from thyronet.evaluation.localisation import held_out_outlined, localisation_summary
-    from thyronet.inference.backends import load_backend
+    from thyronet.evaluation.localisation import localise_models
 
-    collection = open_source(resolve_data_path(args.data))
-    rows = []
-    for checkpoint in args.checkpoints:
-        backend = load_backend(checkpoint)
-        records = held_out_outlined(backend, collection.images, args.all_images)
-        summary = localisation_summary(backend, records, args.method, args.layer)
-        rows.append({"model": backend.name, "checkpoint": str(backend.source), "method": args.method,
-                     "layer": args.layer or "registry", **summary.__dict__})
+    rows = localise_models(args.checkpoints, open_source(resolve_data_path(args.data)), args.method, args.layer,
+                           args.all_images)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0

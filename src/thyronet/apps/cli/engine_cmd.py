@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -125,44 +124,10 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from thyronet.data import open_source
-    from thyronet.evaluation.segmetrics import evaluate_segmenter, format_segmentation
-    from thyronet.evaluation.tables import nan_to_none, result_table, write_evaluation
-    from thyronet.inference.backends import load_backend
-    from thyronet.inference.checkpoint import read_checkpoint
-    from thyronet.inference.ensemble import is_ensemble
-    from thyronet.inference.predictor import predict_records
-    from thyronet.inference.segmenter import Segmenter
-    from thyronet.io import write_text_atomic
+    from thyronet.evaluation.scoring import evaluate_source
 
-    target = Path(args.checkpoint)
-    backend = load_backend(target) if target.suffix.lower() == ".onnx" or is_ensemble(target) else None
-    if backend is not None:  # a fold ensemble or an ONNX export: its results go beside it
-        config, path = backend.config, target
-        home = target if target.is_dir() else target.parent
-    else:
-        config, _, _, path = read_checkpoint(target)
-        home = path.parent.parent
     collection = report_issues(open_source(args.data, strict=args.strict))
-    if config.data.path and Path(config.data.path).resolve() == Path(args.data).resolve():
-        print("warning: this is the data the model was trained on; only its test split is unseen "
-              "(evaluate an external source, or read results.json of the run)")
-    out = Path(args.out or home / f"eval-{Path(args.data).name}")
-    out.mkdir(parents=True, exist_ok=True)
-    if config.task == "segment":
-        records = [r for r in collection.images if r.outlines]
-        if not records:
-            raise ThyronetError(f"{args.data}: no images with a nodule outline or mask to evaluate segmentation on")
-        result = evaluate_segmenter(Segmenter.load(path), records, out / "segments_eval.csv")
-        table = format_segmentation({"eval": result})
-    else:
-        records = [r for r in collection.images if r.label is not None]
-        if not records:
-            raise ThyronetError(f"{args.data}: no labelled images to evaluate (use `thyronet predict` for unlabelled ones)")
-        predictor = (backend or load_backend(path)).predictor
-        result = write_evaluation(predict_records(predictor, records), out, "eval")
-        table = result_table({"eval": result})
-    result["checkpoint"], result["data"] = str(path), str(args.data)
-    write_text_atomic(out / "metrics.json", json.dumps(nan_to_none(result), indent=1))
+    _, table, out = evaluate_source(args.checkpoint, collection, args.data, args.out)
     print(table)
     print(f"wrote {out}/metrics.json, per-image results and figures")
     return 0
