@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DDTI ?= ../shared/data/ddti
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser run test lint clean
+.PHONY: setup browser dicom-tools run test lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,13 @@ browser:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "warning: could not install chromium/chromium-driver; the browser test will be skipped"
 
-test: $(STAMP) browser
+# Debian's dicom3tools (dciodvfy) to validate the DICOM SR and SEG thyronet writes (skipped without it).
+dicom-tools:
+	@command -v dciodvfy >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools >/dev/null; } || \
+	  echo "warning: could not install dicom3tools; the DICOM validity test will be skipped"
+
+test: $(STAMP) browser dicom-tools
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -9,6 +9,7 @@ aid derived from (predicted) descriptors, never the label the model was trained 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,3 +62,35 @@ def describe(values: Mapping[str, str]) -> str:
     if "calcifications" in values:
         parts.append("no calcifications" if values["calcifications"] == "none" else values["calcifications"])
     return ", ".join(parts)
+
+
+# ACR TI-RADS white paper (Tessler et al., J Am Coll Radiol 2017;14:587-595): per level, the
+# maximum diameter in mm from which fine-needle aspiration, and follow-up, are recommended
+FNA_FOLLOW_UP_MM: dict[str, tuple[float, float] | None] = {
+    "TR1": None, "TR2": None, "TR3": (25.0, 15.0), "TR4": (15.0, 10.0), "TR5": (10.0, 5.0),
+}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    action: str  # "FNA", "follow-up", "no FNA or follow-up", or "size needed"
+    reason: str
+
+
+def acr_recommendation(level: str, max_diameter_mm: float | None) -> Recommendation:
+    """The 2017 ACR TI-RADS recommendation for a nodule of ``level`` (TR1-TR5) and size; without a
+    size in millimetres, the thresholds that would apply."""
+    if level not in FNA_FOLLOW_UP_MM:
+        raise ValueError(f"unknown ACR TI-RADS level {level!r} (TR1-TR5)")
+    thresholds = FNA_FOLLOW_UP_MM[level]
+    if thresholds is None:
+        return Recommendation("no FNA or follow-up", f"{level}: not suspicious, whatever its size")
+    fna, follow = thresholds
+    if max_diameter_mm is None:
+        return Recommendation("size needed", f"{level}: FNA if >= {fna:g} mm, follow-up if >= {follow:g} mm "
+                                             "(no calibrated size)")
+    if max_diameter_mm >= fna:
+        return Recommendation("FNA", f"{level}, {max_diameter_mm:.1f} mm >= {fna:g} mm")
+    if max_diameter_mm >= follow:
+        return Recommendation("follow-up", f"{level}, {max_diameter_mm:.1f} mm >= {follow:g} mm (FNA from {fna:g} mm)")
+    return Recommendation("no FNA or follow-up", f"{level}, {max_diameter_mm:.1f} mm < {follow:g} mm")

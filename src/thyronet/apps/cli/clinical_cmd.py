@@ -55,6 +55,8 @@ def _predict(args: argparse.Namespace) -> int:
     if args.report:
         write_report(Path(args.report), backend, overlays(backend, answers, "gradcam"))
         print(f"wrote {args.report}")
+    if args.dicom_out:
+        _write_dicom(answers, Path(args.dicom_out), backend.name)
     return 0 if all(p.error is None for p in predictions) else 1
 
 
@@ -64,8 +66,8 @@ def _predict_archive(args: argparse.Namespace, backend, inputs: list[str]) -> in
 
     if not inputs:
         raise ThyronetError("no input images given")
-    if args.box or args.report:
-        raise ThyronetError("--box and --report answer a few images; an archive prediction (--out DIR) takes neither")
+    if args.box or args.report or args.dicom_out:
+        raise ThyronetError("--box, --report and --dicom-out answer a few images; an archive prediction (--out DIR) takes none")
     devices = int(args.devices) if args.devices.isdigit() else args.devices
     job = ArchiveJob(str(Path(args.checkpoint or args.onnx).resolve()), [str(Path(i).resolve()) for i in inputs],
                      args.chunk_size, args.refuse_ood)
@@ -79,6 +81,26 @@ def _predict_archive(args: argparse.Namespace, backend, inputs: list[str]) -> in
               f"training images; wrote {Path(args.out) / 'predictions.csv'} and summary.json")
         return 0 if summary["errors"] == 0 else 1
     return 0
+
+
+def _write_dicom(answers, out: Path, model_name: str) -> None:
+    """DICOM SEG and SR beside every answered DICOM input; other inputs are said to have none."""
+    from thyronet.apps.dicom_out import write_dicom_results
+    from thyronet.data.imageio import is_dicom
+    from thyronet.errors import DataError
+
+    for answer in answers:
+        source = Path(answer.prediction.input.split("#")[0])
+        if answer.prediction.error:
+            continue
+        if not is_dicom(source):
+            print(f"{source}: not a DICOM file: no SR or SEG written")
+            continue
+        try:
+            for path in write_dicom_results(source, answer, out, model_name):
+                print(f"wrote {path}")
+        except DataError as error:
+            print(f"{error.path}: no SR or SEG written: {error.problem}", file=sys.stderr)
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -176,6 +198,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     predict.add_argument("--out", help="write the predictions as .csv or .json; a folder (no such suffix): predict an "
                          "archive in chunks, resumable, across processes (below)")
     predict.add_argument("--report", metavar="HTML", help="write a self-contained HTML report (with Grad-CAM for checkpoints)")
+    predict.add_argument("--dicom-out", metavar="DIR", help="for DICOM inputs, write a DICOM SEG of the nodule and a DICOM SR "
+                         "(TID 1500: probability, decision, descriptors, TI-RADS, size, ACR recommendation) here")
     predict.add_argument("--box", metavar="X0,Y0,X1,Y1", help="the nodule's box in input pixels, instead of the predicted one "
                          "(region-of-interest models)")
     predict.add_argument("--refuse-ood", action="store_true", help="refuse, instead of warning about, inputs unlike the "

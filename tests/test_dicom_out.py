@@ -1,0 +1,86 @@
+"""DICOM out: the nodule's SEG and a TID 1500 SR for a DICOM image, read back and validated."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import cv2
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+
+from synthetic import make_us_dicom
+from thyronet.apps.cli import main
+from thyronet.apps.dicom_out import findings, write_dicom_results
+from thyronet.data.dicom import pixel_spacing_mm
+from thyronet.inference.answers import Answer, Prediction
+from thyronet.inference.predictor import PreparedInput
+
+DCIODVFY = shutil.which("dciodvfy")
+
+
+def answered(path, with_mask=True) -> Answer:
+    """An answer as predict gives one: a probability, descriptors and the predicted nodule mask."""
+    ds = pydicom.dcmread(path)
+    mask = np.zeros((ds.Rows, ds.Columns), np.uint8)
+    cv2.ellipse(mask, (240, 180), (80, 40), 0, 0, 360, 255, -1)
+    prediction = Prediction(str(path), 0.81, "malignant", 0.62, 0.9, 0.3, region="predicted", box="160,140,321,221",
+                            composition="solid", composition_prob=0.7, echogenicity="hypoechoic", echogenicity_prob=0.6,
+                            margins="ill defined", margins_prob=0.5, calcifications="microcalcifications",
+                            calcifications_prob=0.4, tirads_points=7, tirads_level="TR5")
+    prepared = PreparedInput(np.zeros((128, 128), np.uint8), None, "predicted", (160, 140, 321, 221), mask if with_mask else None)
+    return Answer(prediction, ds.pixel_array, prepared)
+
+
+def test_size_and_recommendation_from_the_calibrated_image(tmp_path):
+    path = make_us_dicom(tmp_path / "us.dcm", spacing_mm=0.1)
+    assert pixel_spacing_mm(path) == pytest.approx((0.1, 0.1))
+    found = findings(answered(path), pixel_spacing_mm(path))
+    assert found.measurement.unit == "mm" and found.measurement.long_axis == pytest.approx(16.1, abs=0.1)
+    assert found.recommendation.action == "FNA"  # TR5 and 16 mm >= 10 mm
+
+
+def test_seg_and_sr_reference_the_image_and_hold_the_answer(tmp_path):
+    path = make_us_dicom(tmp_path / "us.dcm", spacing_mm=0.1)
+    source = pydicom.dcmread(path)
+    written = write_dicom_results(path, answered(path), tmp_path / "out", "resnet18")
+    seg_path, sr_path = sorted(written, key=lambda p: p.name)  # *.seg.dcm, *.sr.dcm
+    seg = hd.seg.segread(seg_path)
+    assert seg.Modality == "SEG" and seg.StudyInstanceUID == source.StudyInstanceUID
+    assert seg.SourceImageSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    assert seg.pixel_array.sum() == pytest.approx(np.pi * 80 * 40, rel=0.02)
+    sr = hd.sr.srread(sr_path)
+    assert sr.StudyInstanceUID == source.StudyInstanceUID and sr.PatientID == source.PatientID
+    groups = sr.content.get_planar_roi_measurement_groups()
+    assert len(groups) == 1
+    values = {m.name.meaning: m.value for m in groups[0].get_measurements()}
+    assert values["Probability of malignancy (model)"] == pytest.approx(0.81)
+    assert values["Long axis"] == pytest.approx(16.1, abs=0.1) and values["Short axis"] == pytest.approx(8.1, abs=0.1)
+    assert values["ACR TI-RADS points from predicted descriptors"] == 7
+    evaluations = {e.name.meaning: e.value.meaning for e in groups[0].get_qualitative_evaluations()}
+    assert evaluations["ACR TI-RADS level from predicted descriptors"] == "TR5"
+    assert evaluations["ACR TI-RADS 2017 recommendation (derived)"] == "FNA"
+    assert evaluations["Decision at the operating threshold (model)"] == "malignant"
+    assert evaluations["composition (predicted)"] == "solid"
+    assert groups[0].reference_type.meaning == "Image Region"
+
+
+@pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy (Debian's dicom3tools) is not installed")
+def test_dciodvfy_finds_no_error(tmp_path):
+    path = make_us_dicom(tmp_path / "us.dcm")
+    for written in write_dicom_results(path, answered(path), tmp_path / "out", "resnet18") + \
+            write_dicom_results(path, answered(path, with_mask=False), tmp_path / "nomask", "resnet18"):
+        report = subprocess.run([DCIODVFY, str(written)], capture_output=True, text=True).stderr
+        assert not [line for line in report.splitlines() if line.startswith("Error")], (written.name, report)
+
+
+def test_predict_writes_sr_for_dicom_inputs_and_says_so_for_others(tiny_run, tmp_path, capsys, training_ddti):
+    path = make_us_dicom(tmp_path / "us.dcm")
+    jpeg = next(training_ddti.glob("*.jpg"))
+    assert main(["predict", str(tiny_run), str(path), str(jpeg), "--dicom-out", str(tmp_path / "dicom")]) == 0
+    out = capsys.readouterr().out
+    assert "not a DICOM file: no SR or SEG written" in out and ".sr.dcm" in out
+    sr = hd.sr.srread(next((tmp_path / "dicom").glob("*.sr.dcm")))  # a whole-frame model: no nodule mask, no SEG
+    assert sr.content.get_image_measurement_groups() and not list((tmp_path / "dicom").glob("*.seg.dcm"))

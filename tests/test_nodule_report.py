@@ -1,0 +1,61 @@
+"""A radiologist's answer: the nodule's size as calipers take it, and the ACR TI-RADS recommendation."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from thyronet.data.tirads import acr_recommendation
+from thyronet.inference.measure import measure_mask
+
+
+def ellipse(shape, centre, axes, angle) -> np.ndarray:
+    mask = np.zeros(shape, np.uint8)
+    cv2.ellipse(mask, centre, axes, angle, 0, 360, 255, -1)
+    return mask
+
+
+# at 45 degrees the raster's staircase puts boundary pixels up to 1.2 px farther apart
+@pytest.mark.parametrize("angle, tolerance", [(0, 1), (30, 1), (45, 1.5), (90, 1)])
+def test_an_ellipse_measures_its_axes_within_a_pixel(angle, tolerance):
+    mask = ellipse((300, 400), (200, 150), (80, 40), angle)  # semi-axes 80 and 40: 161 x 81 pixels across
+    size = measure_mask(mask)
+    assert size.unit == "px"
+    assert size.long_axis == pytest.approx(161, abs=tolerance) and size.short_axis == pytest.approx(81, abs=tolerance)
+    assert size.area == pytest.approx(np.pi * 80 * 40, rel=0.02)
+
+
+def test_spacing_converts_to_millimetres_and_anisotropic_pixels_measure_right():
+    mask = ellipse((300, 400), (200, 150), (80, 40), 0)  # 161 px wide, 81 px tall
+    size = measure_mask(mask, spacing_mm=(0.2, 0.1))  # rows 0.2 mm, columns 0.1 mm
+    assert size.unit == "mm" and size.max_diameter_mm == pytest.approx(16.2, abs=0.2)  # 161 x 0.1 or 81 x 0.2
+    assert size.height_to_width == pytest.approx(81 * 0.2 / (161 * 0.1), rel=0.03)
+    assert size.taller_than_wide is True  # 16.2 mm deep against 16.1 mm wide
+    assert measure_mask(np.zeros((10, 10), np.uint8)) is None
+
+
+def test_the_largest_region_is_measured():
+    mask = ellipse((300, 400), (100, 150), (60, 30), 0) | ellipse((300, 400), (320, 150), (20, 10), 0)
+    assert measure_mask(mask).long_axis == pytest.approx(121, abs=1)
+
+
+# the 2017 ACR TI-RADS white paper's size thresholds, case by case (level, mm, recommendation)
+WHITE_PAPER = [
+    ("TR1", 40, "no FNA or follow-up"), ("TR2", 40, "no FNA or follow-up"),
+    ("TR3", 25, "FNA"), ("TR3", 24.9, "follow-up"), ("TR3", 15, "follow-up"), ("TR3", 14.9, "no FNA or follow-up"),
+    ("TR4", 15, "FNA"), ("TR4", 14.9, "follow-up"), ("TR4", 10, "follow-up"), ("TR4", 9.9, "no FNA or follow-up"),
+    ("TR5", 10, "FNA"), ("TR5", 9.9, "follow-up"), ("TR5", 5, "follow-up"), ("TR5", 4.9, "no FNA or follow-up"),
+]
+
+
+@pytest.mark.parametrize("level, mm, action", WHITE_PAPER)
+def test_recommendation_follows_the_white_paper(level, mm, action):
+    assert acr_recommendation(level, mm).action == action
+
+
+def test_without_a_size_the_thresholds_are_said():
+    advice = acr_recommendation("TR4", None)
+    assert advice.action == "size needed" and "15 mm" in advice.reason and "10 mm" in advice.reason
+    with pytest.raises(ValueError):
+        acr_recommendation("TR6", 10)
