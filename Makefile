@@ -24,11 +24,11 @@ browser:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "warning: could not install chromium/chromium-driver; the browser test will be skipped"
 
-# Debian's dicom3tools (dciodvfy) to validate the DICOM SR and SEG thyronet writes (skipped without it).
+# Debian's dicom3tools (dciodvfy), Orthanc (a PACS) and DCMTK (storescu): the DICOM tests (skipped without them).
 dicom-tools:
-	@command -v dciodvfy >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools >/dev/null; } || \
-	  echo "warning: could not install dicom3tools; the DICOM validity test will be skipped"
+	@command -v dciodvfy >/dev/null && command -v Orthanc >/dev/null && command -v storescu >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools orthanc dcmtk >/dev/null; } || \
+	  echo "warning: could not install dicom3tools, orthanc or dcmtk; the DICOM tests that need them will be skipped"
 
 test: $(STAMP) browser dicom-tools
 	$(BIN)/python -m pytest -q

@@ -37,6 +37,32 @@ def tiny_run(training_ddti, tmp_path_factory) -> Path:
     return next(out.iterdir())
 
 
+@pytest.fixture(scope="session")
+def segmenter_run(training_ddti, tmp_path_factory) -> Path:
+    """A U-Net segmenter (48 px, 25 epochs) trained on the synthetic DDTI's outlines."""
+    from thyronet.apps.cli import main
+
+    out = tmp_path_factory.mktemp("seg")
+    assert main(["train", "--config", "segment", "--data", str(training_ddti), "--epochs", "25",
+                 "--set", "data.preprocess.size=48", "--set", "train.batch_size=8", "--set", "train.lr=0.005",
+                 "--set", "trainer.threads=2", "--output-dir", str(out)]) == 0
+    return next(out.iterdir())
+
+
+@pytest.fixture(scope="session")
+def region_run(segmenter_run, training_ddti, tmp_path_factory) -> Path:
+    """A 1-epoch ResNet18 on the region its segmenter finds, with descriptor heads: a run that
+    takes a raw frame to a nodule mask, a probability and descriptors."""
+    from thyronet.apps.cli import main
+
+    out = tmp_path_factory.mktemp("region-run")
+    assert main(["train", "--data", str(training_ddti), "--model", "resnet18", "--epochs", "1",
+                 "--set", "data.preprocess.size=48", "--set", "data.roi.mode=predicted",
+                 "--set", f"data.roi.segmenter={segmenter_run}", "--set", "model.descriptor_heads=true",
+                 "--set", "train.batch_size=8", "--set", "trainer.threads=2", "--output-dir", str(out)]) == 0
+    return next(out.iterdir())
+
+
 @pytest.fixture
 def real_ddti() -> Path:
     if not (REAL_DDTI / "1.xml").exists():

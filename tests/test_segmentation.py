@@ -54,15 +54,6 @@ def test_joint_augmentation_keeps_image_and_mask_aligned(training_ddti):
     assert torch.equal(again[0], dataset[(0, 3)][0])  # reproducible per seed
 
 
-@pytest.fixture(scope="module")
-def segmenter_run(training_ddti, tmp_path_factory):
-    out = tmp_path_factory.mktemp("seg")
-    assert main(["train", "--config", "segment", "--data", str(training_ddti), "--epochs", "25",
-                 "--set", "data.preprocess.size=48", "--set", "train.batch_size=8", "--set", "train.lr=0.005",
-                 "--set", "trainer.threads=2", "--output-dir", str(out)]) == 0
-    return next(out.iterdir())
-
-
 def test_segmentation_run_folder_and_results(segmenter_run):
     results = json.loads((segmenter_run / "results.json").read_text())
     assert results["task"] == "segment" and {"val", "test"} <= set(results)
@@ -153,14 +144,9 @@ def test_manifest_masks_are_read_and_checked(segmenter_run, tmp_path, capsys):
     assert metrics["images"] == 3 and metrics["dice"]["mean"] > 0.6 and metrics["detected"]["mean"] >= 2 / 3
 
 
-def test_predicted_region_classifier_runs_end_to_end(segmenter_run, training_ddti, tmp_path, capsys):
+def test_predicted_region_classifier_runs_end_to_end(region_run, tmp_path, capsys):
     """A classifier on the predicted region with descriptor heads: trained, then `predict` on a raw frame."""
-    out = tmp_path / "runs"
-    assert main(["train", "--data", str(training_ddti), "--model", "resnet18", "--epochs", "1",
-                 "--set", "data.preprocess.size=48", "--set", "data.roi.mode=predicted",
-                 "--set", f"data.roi.segmenter={segmenter_run}", "--set", "model.descriptor_heads=true",
-                 "--set", "train.batch_size=8", "--set", "trainer.threads=2", "--output-dir", str(out)]) == 0
-    run = next(out.iterdir())
+    run = region_run
     results = json.loads((run / "results.json").read_text())
     assert "test_expert_region" in results and set(results["test"]["descriptors"]) == {
         "composition", "echogenicity", "margins", "calcifications"}

@@ -1,0 +1,157 @@
+"""A DICOM node (pynetdicom): images arrive by C-STORE from a scanner or PACS, each is answered,
+and the answer goes back to a destination as DICOM SR and SEG by C-STORE.
+
+The storage handler only files what arrives (``incoming/``) and answers the sender at once; a
+worker thread then predicts each image and writes its SR and SEG into ``outbox/``, and sends them.
+Nothing is lost and nothing stops the node: an object without pixels, of a non-image SOP class,
+or that cannot be decoded is one log line naming its SOP Instance UID and the reason; results that
+could not be sent (the destination is down, refuses them) stay in ``outbox/`` and are sent again
+with the next result, or by ``thyronet dicom-node --retry``; an aborted association leaves
+nothing half-written (files are written atomically).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom.uid import UID
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Comprehensive3DSRStorage, SegmentationStorage, Verification
+
+from thyronet.apps.dicom_out import write_dicom_results
+from thyronet.data.imageio import read_image
+from thyronet.errors import DataError, ThyronetError
+from thyronet.inference.answers import predict_image
+from thyronet.inference.backends import Backend
+from thyronet.io import atomic_path
+
+log = logging.getLogger(__name__)
+SUCCESS, PROCESSING_FAILURE = 0x0000, 0x0110
+RESULT_CLASSES = (Comprehensive3DSRStorage, SegmentationStorage)  # what the node sends
+
+
+@dataclass(frozen=True)
+class Destination:
+    host: str
+    port: int
+    ae_title: str
+
+    @classmethod
+    def parse(cls, text: str) -> Destination:
+        """``HOST:PORT:AET``."""
+        host, port, title = (text.rsplit(":", 2) + ["", ""])[:3]
+        if not host or not port.isdigit() or not title:
+            raise ThyronetError(f"--send-to {text!r}: expected HOST:PORT:AET, e.g. 127.0.0.1:4242:ORTHANC")
+        return cls(host, int(port), title)
+
+
+class DicomNode:
+    """Storage SCP and Verification SCP in front of one model, and a storage SCU to the destination."""
+
+    def __init__(self, backend: Backend, folder: Path, ae_title: str = "THYRONET",
+                 destination: Destination | None = None) -> None:
+        self.backend, self.folder, self.destination = backend, Path(folder), destination
+        self.incoming, self.outbox = self.folder / "incoming", self.folder / "outbox"
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        self.outbox.mkdir(parents=True, exist_ok=True)
+        self.ae = AE(ae_title=ae_title)
+        self.ae.supported_contexts = AllStoragePresentationContexts
+        self.ae.add_supported_context(Verification)
+        self.work: queue.Queue[Path | None] = queue.Queue()
+        self.worker = threading.Thread(target=self._work, name="thyronet-dicom-worker", daemon=True)
+        self.server = None
+
+    # -- receiving ---------------------------------------------------------------------------
+    def _on_store(self, event) -> int:
+        try:
+            dataset = event.dataset
+            dataset.file_meta = event.file_meta
+            uid = str(dataset.SOPInstanceUID)
+        except Exception as error:  # a data set pydicom cannot parse
+            log.warning("C-STORE from %s: unreadable data set (%s); refused", event.assoc.requestor.ae_title, error)
+            return PROCESSING_FAILURE
+        path = self.incoming / f"{uid}.dcm"
+        with atomic_path(path) as tmp:
+            dataset.save_as(tmp, enforce_file_format=True)
+        self.work.put(path)
+        return SUCCESS
+
+    def _on_echo(self, event) -> int:
+        return SUCCESS
+
+    def start(self, host: str, port: int) -> None:
+        """Serve in the background (``stop`` ends it)."""
+        self.worker.start()
+        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, self._on_echo),
+                    (evt.EVT_ABORTED, lambda event: log.warning("association from %s aborted; what it had sent "
+                                                                "completely is kept", event.assoc.requestor.address))]
+        self.server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
+        log.info("thyronet DICOM node %s listening on %s:%d%s", self.ae.ae_title, host, port,
+                 f", sending results to {self.destination.ae_title}@{self.destination.host}:{self.destination.port}"
+                 if self.destination else "")
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+        self.work.put(None)
+        self.worker.join(timeout=60)
+
+    # -- answering ---------------------------------------------------------------------------
+    def _work(self) -> None:
+        while (path := self.work.get()) is not None:
+            try:
+                self.answer(path)
+            except Exception as error:  # a network or file error of any kind: logged, and the node goes on
+                log.warning("SOP Instance %s: %s: %s", path.stem, error.__class__.__name__, error)
+
+    def answer(self, path: Path) -> list[Path]:
+        """Predict one received image, write its SR and SEG to the outbox and send the outbox."""
+        try:
+            dataset = pydicom.dcmread(path, stop_before_pixels=True)
+            uid = str(dataset.SOPInstanceUID)
+            if "PixelData" not in pydicom.dcmread(path, specific_tags=["PixelData"]):
+                raise DataError(path, f"SOP Instance {uid} ({UID(dataset.SOPClassUID).name}): no pixel data, nothing to answer")
+            answer = predict_image(self.backend, read_image(path), str(path))
+            results = write_dicom_results(path, answer, self.outbox, self.backend.name)
+        except DataError as error:
+            log.warning("%s", error.problem if "SOP Instance" in error.problem else f"{path.stem}: {error.problem}")
+            return []
+        except Exception as error:  # the node keeps serving whatever one object does
+            log.warning("SOP Instance %s: not answered (%s: %s)", path.stem, error.__class__.__name__, error)
+            return []
+        log.info("SOP Instance %s: P(malignant) %.3f, %s; %d result object(s)", uid, answer.prediction.probability,
+                 answer.prediction.decision, len(results))
+        self.flush()  # network errors propagate to the worker loop, which logs them; the results stay in the outbox
+        return results
+
+    def flush(self) -> int:
+        """Send every result in the outbox to the destination; those sent leave it. Returns how many remain."""
+        pending = sorted(self.outbox.glob("*.dcm"))
+        if not pending or self.destination is None:
+            return len(pending)
+        ae = AE(ae_title=self.ae.ae_title)
+        for sop_class in RESULT_CLASSES:
+            ae.add_requested_context(sop_class)
+        target = self.destination
+        assoc = ae.associate(target.host, target.port, ae_title=target.ae_title)
+        if not assoc.is_established:
+            log.warning("destination %s@%s:%d unreachable: %d result(s) kept in %s for --retry", target.ae_title,
+                        target.host, target.port, len(pending), self.outbox)
+            return len(pending)
+        try:
+            for path in pending:
+                status = assoc.send_c_store(pydicom.dcmread(path))
+                code = getattr(status, "Status", None)
+                if code == SUCCESS:
+                    path.unlink()
+                else:
+                    log.warning("%s: the destination answered C-STORE with status %s; kept for --retry", path.name,
+                                "none" if code is None else f"0x{code:04X}")
+        finally:
+            assoc.release()
+        return len(list(self.outbox.glob("*.dcm")))

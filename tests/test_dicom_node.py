@@ -1,0 +1,136 @@
+"""The DICOM node end to end: DCMTK's storescu as the scanner, a real Orthanc on loopback as the
+PACS; the SR and SEG must arrive in Orthanc, and bad objects or a PACS that is down lose nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, generate_uid
+
+from synthetic import make_us_dicom
+
+ORTHANC, STORESCU, ECHOSCU = shutil.which("Orthanc"), shutil.which("storescu"), shutil.which("echoscu")
+THYRONET = shutil.which("thyronet", path=str(Path(sys.executable).parent)) or shutil.which("thyronet")
+pytestmark = pytest.mark.skipif(not (ORTHANC and STORESCU and ECHOSCU and THYRONET),
+                                reason="Debian's orthanc and dcmtk (and the thyronet console script) are not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(check, seconds: float = 60.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if result := check():
+                return result
+        except (httpx.TransportError, OSError):
+            pass
+        time.sleep(0.3)
+    return None
+
+
+@pytest.fixture
+def orthanc(tmp_path):
+    """A PACS of its own: Orthanc with its config and storage in the test's folder, on loopback."""
+    dicom_port, http_port = free_port(), free_port()
+    storage = tmp_path / "orthanc-db"
+    config = {"Name": "thyronet-test", "StorageDirectory": str(storage), "IndexDirectory": str(storage),
+              "DicomAet": "ORTHANC", "DicomPort": dicom_port, "HttpPort": http_port, "RemoteAccessAllowed": False,
+              "AuthenticationEnabled": False, "DicomCheckCalledAet": False, "Plugins": [], "StableAge": 1}
+    (tmp_path / "orthanc.json").write_text(json.dumps(config))
+    process = subprocess.Popen([ORTHANC, str(tmp_path / "orthanc.json")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{http_port}"
+    if not wait_until(lambda: httpx.get(f"{base}/system", timeout=2).status_code == 200):
+        process.kill()
+        pytest.fail(f"Orthanc did not start: {process.stderr.read().decode()[-2000:]}")
+    yield base, dicom_port
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def start_node(model: Path, folder: Path, port: int, send_to: str) -> subprocess.Popen:
+    node = subprocess.Popen([THYRONET, "dicom-node", str(model), "--port", str(port), "--send-to", send_to,
+                             "--folder", str(folder)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    echo = lambda: subprocess.run([ECHOSCU, "-aec", "THYRONET", "127.0.0.1", str(port)], capture_output=True).returncode == 0  # noqa: E731
+    if not wait_until(echo, 120):
+        node.kill()
+        pytest.fail(f"the node did not answer C-ECHO: {node.stdout.read()[-3000:]}")
+    return node
+
+
+def stop(node: subprocess.Popen) -> str:
+    node.terminate()
+    try:
+        return node.communicate(timeout=30)[0]
+    except subprocess.TimeoutExpired:
+        node.kill()
+        return node.communicate()[0]
+
+
+def store(path: Path, port: int) -> None:
+    subprocess.run([STORESCU, "-aec", "THYRONET", "127.0.0.1", str(port), str(path)], check=True, capture_output=True)
+
+
+def modalities(base: str) -> list[str]:
+    return sorted(httpx.get(f"{base}/instances/{uid}/simplified-tags", timeout=5).json()["Modality"]
+                  for uid in httpx.get(f"{base}/instances", timeout=5).json())
+
+
+def no_pixels(path: Path) -> Path:
+    """A non-image object (a text SR) that a node must accept and leave unanswered."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = BasicTextSRStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = BasicTextSRStorage, meta.MediaStorageSOPInstanceUID, "SR"
+    ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID = "X", generate_uid(), generate_uid()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_images_in_by_c_store_answers_out_as_sr_and_seg(region_run, orthanc, tmp_path):
+    base, pacs_port = orthanc
+    port = free_port()
+    node = start_node(region_run, tmp_path / "node", port, f"127.0.0.1:{pacs_port}:ORTHANC")
+    try:
+        store(no_pixels(tmp_path / "text.dcm"), port)  # accepted, logged, not answered
+        store(make_us_dicom(tmp_path / "us.dcm"), port)
+        arrived = wait_until(lambda: (m := modalities(base)) and len(m) >= 2 and m, 120)
+    finally:
+        log = stop(node)
+    assert arrived == ["SEG", "SR"], log
+    assert "no pixel data, nothing to answer" in log and "Traceback" not in log
+    assert not list((tmp_path / "node" / "outbox").glob("*.dcm"))  # everything sent
+
+
+def test_results_wait_in_the_outbox_while_the_pacs_is_down(region_run, orthanc, tmp_path):
+    base, pacs_port = orthanc
+    port, dead = free_port(), free_port()  # nothing listens on `dead`
+    node = start_node(region_run, tmp_path / "node", port, f"127.0.0.1:{dead}:ORTHANC")
+    try:
+        store(make_us_dicom(tmp_path / "us.dcm"), port)
+        outbox = tmp_path / "node" / "outbox"
+        kept = wait_until(lambda: len(list(outbox.glob("*.dcm"))) == 2, 120)
+    finally:
+        log = stop(node)
+    assert kept, log
+    assert "unreachable" in log and "Traceback" not in log
+    done = subprocess.run([THYRONET, "dicom-node", str(region_run), "--folder", str(tmp_path / "node"), "--retry",
+                           "--send-to", f"127.0.0.1:{pacs_port}:ORTHANC"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "everything sent" in done.stdout, done.stdout + done.stderr
+    assert wait_until(lambda: modalities(base) == ["SEG", "SR"], 30)
