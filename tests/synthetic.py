@@ -165,34 +165,11 @@ def make_busi(root: Path, benign: int = 5, malignant: int = 4, normal: int = 2,
 
 def make_us_dicom(path: Path, spacing_mm: float = 0.1, rows: int = 360, cols: int = 480,
                   nodule: tuple[int, int, int, int] = (240, 180, 80, 40)) -> Path:
-    """An Ultrasound Image Storage file of a patient's study, calibrated by its ultrasound region
-    (PhysicalDeltaX/Y in cm), with a darker elliptical nodule at (cx, cy, semi-axis x, semi-axis y)."""
-    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
+    """A calibrated Ultrasound Image Storage file with a darker elliptical nodule at (cx, cy,
+    semi-axis x, semi-axis y)."""
+    from thyronet.data.dicom import write_ultrasound
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = UltrasoundImageStorage, generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.PatientID, ds.PatientName, ds.PatientBirthDate, ds.PatientSex = "THYRONET-TEST", "Test^Patient", "19700101", "F"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "20261201", "120000", "1", "A1", ""
-    ds.SeriesNumber, ds.InstanceNumber, ds.Modality, ds.Manufacturer = 1, 1, "US", "thyronet tests"
-    ds.PatientOrientation, ds.ImageType, ds.BodyPartExamined = ["L", "F"], ["ORIGINAL", "PRIMARY"], "THYROID"
-    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = rows, cols, 1, "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit, ds.PixelRepresentation = 7, 0
-    region = Dataset()
-    region.RegionSpatialFormat, region.RegionDataType, region.RegionFlags = 1, 1, 0
-    region.RegionLocationMinX0, region.RegionLocationMinY0 = 0, 0
-    region.RegionLocationMaxX1, region.RegionLocationMaxY1 = cols - 1, rows - 1
-    region.PhysicalUnitsXDirection = region.PhysicalUnitsYDirection = 3  # cm
-    region.PhysicalDeltaX = region.PhysicalDeltaY = spacing_mm / 10
-    ds.SequenceOfUltrasoundRegions = [region]
     image = cv2.resize(ultrasound_image(3, True), (cols, rows))
     cx, cy, ax, ay = nodule
     cv2.ellipse(image, (cx, cy), (ax, ay), 0, 0, 360, 25, -1)
-    ds.PixelData = image.tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    return write_ultrasound(path, image, spacing_mm, patient_id="THYRONET-TEST")

@@ -64,3 +64,38 @@ def pixel_spacing_mm(path: Path) -> tuple[float, float] | None:
         if units_x == 3 and units_y == 3 and dx and dy and float(dx) > 0 and float(dy) > 0:
             return abs(float(dy)) * 10.0, abs(float(dx)) * 10.0
     return None
+
+
+def write_ultrasound(path: Path, image: np.ndarray, spacing_mm: float | None = None, patient_id: str = "ANONYMOUS",
+                     study_uid: str | None = None, series_uid: str | None = None) -> Path:
+    """Write an 8-bit grey frame as an Ultrasound Image Storage object, calibrated by one ultrasound
+    region (PhysicalDeltaX/Y in cm) when ``spacing_mm`` is given: how a JPEG export or a synthetic
+    frame becomes what a scanner would send (the DICOM node's tests and benchmark use it)."""
+    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
+
+    rows, cols = image.shape
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = UltrasoundImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.PatientID, ds.PatientName, ds.PatientBirthDate, ds.PatientSex = patient_id, "Anonymous", "", ""
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid or generate_uid(), series_uid or generate_uid()
+    ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "", "", "1", "", ""
+    ds.SeriesNumber, ds.InstanceNumber, ds.Modality, ds.Manufacturer = 1, 1, "US", "thyronet"
+    ds.PatientOrientation, ds.ImageType, ds.BodyPartExamined = ["L", "F"], ["DERIVED", "SECONDARY"], "THYROID"
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = rows, cols, 1, "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit, ds.PixelRepresentation = 7, 0
+    if spacing_mm is not None:
+        region = Dataset()
+        region.RegionSpatialFormat, region.RegionDataType, region.RegionFlags = 1, 1, 0
+        region.RegionLocationMinX0, region.RegionLocationMinY0 = 0, 0
+        region.RegionLocationMaxX1, region.RegionLocationMaxY1 = cols - 1, rows - 1
+        region.PhysicalUnitsXDirection = region.PhysicalUnitsYDirection = 3  # cm
+        region.PhysicalDeltaX = region.PhysicalDeltaY = spacing_mm / 10
+        ds.SequenceOfUltrasoundRegions = [region]
+    ds.PixelData = np.ascontiguousarray(image, dtype=np.uint8).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
