@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
+from thyronet.apps.cli import main
 from thyronet.data.tirads import acr_recommendation
 from thyronet.inference.measure import measure_mask
 
@@ -59,3 +62,41 @@ def test_without_a_size_the_thresholds_are_said():
     assert advice.action == "size needed" and "15 mm" in advice.reason and "10 mm" in advice.reason
     with pytest.raises(ValueError):
         acr_recommendation("TR6", 10)
+
+
+def test_views_of_one_nodule_give_one_answer(tiny_run, training_ddti, tmp_path, capsys):
+    """A DDTI case's images, a file-name pattern and a DICOM series each make one nodule, whose
+    probability is the mean of its views' (the rule the evaluation scores cases by)."""
+    import csv
+    import shutil
+
+    from thyronet.data.dicom import write_ultrasound
+    from thyronet.data.imageio import read_image
+
+    nodules_csv = tmp_path / "nodules.csv"
+    assert main(["predict", str(tiny_run), str(training_ddti), "--group-by", "case", "--out", str(tmp_path / "p.csv"),
+                 "--nodules-out", str(nodules_csv)]) == 0
+    views = {r["input"]: float(r["probability"]) for r in csv.DictReader(open(tmp_path / "p.csv"))}
+    rows = list(csv.DictReader(open(nodules_csv)))
+    cases = {Path(p).name.split("_")[0] for p in views}
+    assert {r["nodule"] for r in rows} == cases
+    several = next(r for r in rows if int(r["views"]) > 1)
+    mean = np.mean([views[item.rsplit("=", 1)[0]] for item in several["view_probabilities"].split(";")])
+    assert float(several["probability"]) == pytest.approx(mean, abs=1e-4)
+    assert several["decision"] == ("malignant" if mean >= float(several["threshold"]) else "benign")
+
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    for image in sorted(training_ddti.glob("*.jpg"))[:4]:
+        shutil.copy(image, loose / f"patient{image.stem.split('_')[0]}_view{image.stem.split('_')[1]}.jpg")
+    capsys.readouterr()
+    assert main(["predict", str(tiny_run), str(loose), "--group-by", r"pattern:^(patient\d+)_"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("nodule patient") == len({p.name.split("_")[0] for p in loose.iterdir()})
+
+    frame = read_image(next(training_ddti.glob("*.jpg")))
+    first = write_ultrasound(tmp_path / "a.dcm", frame, 0.1, series_uid="1.2.3.4")
+    second = write_ultrasound(tmp_path / "b.dcm", frame[::-1].copy(), 0.1, series_uid="1.2.3.4")
+    assert main(["predict", str(tiny_run), str(first), str(second), "--group-by", "series"]) == 0
+    out = capsys.readouterr().out
+    assert "nodule 1.2.3.4:" in out and "(2 of 2 views" in out

@@ -62,6 +62,7 @@ class Answer:
     prediction: Prediction
     frame: np.ndarray | None = None
     prepared: PreparedInput | None = None
+    case: str | None = None  # the source's case (DDTI's case, a manifest's group column); None for loose inputs
 
 
 OOD_WARNING = ("does not look like the thyroid ultrasound this model learnt from (out-of-distribution score "
@@ -114,9 +115,11 @@ def answer_records(backend: Backend, records: Sequence[ImageRecord], box: Box | 
     for record in records:
         name = str(record.path) + (f"#{record.frame}" if record.frame is not None else "")
         try:
-            results.append(predict_image(backend, read_image(record.path, record.frame), name, box, refuse_ood))
+            answer = predict_image(backend, read_image(record.path, record.frame), name, box, refuse_ood)
         except DataError as error:
-            results.append(Answer(Prediction(name, error=error.problem)))
+            answer = Answer(Prediction(name, error=error.problem))
+        answer.case = record.case_id
+        results.append(answer)
     return results
 
 

@@ -57,6 +57,14 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"wrote {args.report}")
     if args.dicom_out:
         _write_dicom(answers, Path(args.dicom_out), backend.name)
+    if args.group_by or args.nodules_out:
+        from thyronet.inference.nodules import format_nodules, group_answers, write_nodules
+
+        nodules = group_answers(backend, answers, args.group_by or "case")
+        print(format_nodules(nodules))
+        if args.nodules_out:
+            write_nodules(nodules, backend.calibration.threshold, Path(args.nodules_out))
+            print(f"wrote {args.nodules_out}")
     return 0 if all(p.error is None for p in predictions) else 1
 
 
@@ -66,8 +74,9 @@ def _predict_archive(args: argparse.Namespace, backend, inputs: list[str]) -> in
 
     if not inputs:
         raise ThyronetError("no input images given")
-    if args.box or args.report or args.dicom_out:
-        raise ThyronetError("--box, --report and --dicom-out answer a few images; an archive prediction (--out DIR) takes none")
+    if args.box or args.report or args.dicom_out or args.group_by or args.nodules_out:
+        raise ThyronetError("--box, --report, --dicom-out, --group-by and --nodules-out answer a few images; an archive "
+                            "prediction (--out DIR) takes none")
     devices = int(args.devices) if args.devices.isdigit() else args.devices
     job = ArchiveJob(str(Path(args.checkpoint or args.onnx).resolve()), [str(Path(i).resolve()) for i in inputs],
                      args.chunk_size, args.refuse_ood)
@@ -198,6 +207,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     predict.add_argument("--out", help="write the predictions as .csv or .json; a folder (no such suffix): predict an "
                          "archive in chunks, resumable, across processes (below)")
     predict.add_argument("--report", metavar="HTML", help="write a self-contained HTML report (with Grad-CAM for checkpoints)")
+    predict.add_argument("--group-by", metavar="RULE", help="one answer per nodule from its views: case (a DDTI case, a "
+                         "manifest's group column), series (a DICOM series), file, or pattern:REGEX on the file name")
+    predict.add_argument("--nodules-out", metavar="CSV", help="write one row per nodule (implies --group-by case)")
     predict.add_argument("--dicom-out", metavar="DIR", help="for DICOM inputs, write a DICOM SEG of the nodule and a DICOM SR "
                          "(TID 1500: probability, decision, descriptors, TI-RADS, size, ACR recommendation) here")
     predict.add_argument("--box", metavar="X0,Y0,X1,Y1", help="the nodule's box in input pixels, instead of the predicted one "
