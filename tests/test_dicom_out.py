@@ -13,9 +13,10 @@ import pytest
 
 from synthetic import make_us_dicom
 from thyronet.apps.cli import main
-from thyronet.apps.dicom_out import findings, write_dicom_results
+from thyronet.apps.dicom_out import write_dicom_results
 from thyronet.data.dicom import pixel_spacing_mm
 from thyronet.inference.answers import Answer, Prediction
+from thyronet.inference.measure import findings
 from thyronet.inference.predictor import PreparedInput
 
 DCIODVFY = shutil.which("dciodvfy")
@@ -84,3 +85,20 @@ def test_predict_writes_sr_for_dicom_inputs_and_says_so_for_others(tiny_run, tmp
     assert "not a DICOM file: no SR or SEG written" in out and ".sr.dcm" in out
     sr = hd.sr.srread(next((tmp_path / "dicom").glob("*.sr.dcm")))  # a whole-frame model: no nodule mask, no SEG
     assert sr.content.get_image_measurement_groups() and not list((tmp_path / "dicom").glob("*.seg.dcm"))
+
+
+def test_the_api_and_the_report_give_size_and_recommendation(region_run, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from thyronet.apps.serve.app import create_app
+
+    path = make_us_dicom(tmp_path / "us.dcm", spacing_mm=0.1)
+    body = TestClient(create_app(region_run)).post(
+        "/api/v1/predict", files={"file": ("us.dcm", path.read_bytes(), "application/dicom")}).json()
+    assert body["tirads_level"] and body["acr_recommendation"]["action"] in (
+        "FNA", "follow-up", "no FNA or follow-up", "size needed")
+    if body["region"] == "predicted":  # the segmenter found a nodule: its size in mm from the calibration
+        assert body["nodule_size"]["unit"] == "mm" and body["nodule_size"]["long_axis"] > 0
+    assert main(["predict", str(region_run), str(path), "--report", str(tmp_path / "r.html")]) == 0
+    report = (tmp_path / "r.html").read_text()
+    assert "ACR TI-RADS 2017:" in report and "derived from predictions" in report

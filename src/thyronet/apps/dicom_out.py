@@ -14,7 +14,6 @@ coming from the model: this is decision support, not a radiologist's report.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -26,10 +25,9 @@ from pydicom.sr.coding import Code
 
 from thyronet import __version__
 from thyronet.data.dicom import pixel_spacing_mm
-from thyronet.data.tirads import Recommendation, acr_recommendation
 from thyronet.errors import DataError
 from thyronet.inference.answers import Answer
-from thyronet.inference.measure import Measurement, measure_mask
+from thyronet.inference.measure import NoduleFindings, findings
 from thyronet.io import atomic_path
 
 SCHEME = "99THYRONET"
@@ -43,24 +41,6 @@ LONG_AXIS, SHORT_AXIS = Code("103339001", "SCT", "Long axis"), Code("103340004",
 AREA = Code("42798000", "SCT", "Area")
 THYROID_US = Code("241527007", "SCT", "Ultrasonography of thyroid")
 UNITLESS = Code("1", "UCUM", "no units")
-
-
-@dataclass(frozen=True)
-class NoduleFindings:
-    """What the report says of one nodule beside the network's probability."""
-
-    measurement: Measurement | None
-    recommendation: Recommendation | None  # None without descriptor heads (no TI-RADS level)
-
-
-def findings(answer: Answer, spacing_mm: tuple[float, float] | None) -> NoduleFindings:
-    """The nodule's size from its predicted mask and, where the model predicts descriptors, the ACR
-    recommendation for the level they imply and that size."""
-    mask = answer.prepared.nodule_mask if answer.prepared is not None else None
-    measurement = measure_mask(mask, spacing_mm) if mask is not None else None
-    level = answer.prediction.tirads_level
-    recommendation = acr_recommendation(level, measurement.max_diameter_mm if measurement else None) if level else None
-    return NoduleFindings(measurement, recommendation)
 
 
 def _code(value: str) -> Code:

@@ -15,6 +15,7 @@ from PIL import Image
 from thyronet import __version__
 from thyronet.inference.answers import Answer
 from thyronet.inference.backends import Backend
+from thyronet.inference.measure import findings, image_spacing_mm
 from thyronet.io import write_text_atomic
 
 DISCLAIMER = (
@@ -52,6 +53,15 @@ def write_report(
             details += (f"<br><small>predicted: {html.escape(prediction.description)}; ACR TI-RADS "
                         f"{prediction.tirads_points} points ({prediction.tirads_level}), derived from the model's "
                         "descriptor predictions</small>")
+        found = findings(answer, image_spacing_mm(prediction.input))
+        if found.measurement is not None:
+            size = found.measurement
+            calibrated = "" if size.unit == "mm" else " (no calibration: pixels)"
+            details += (f"<br><small>size: {size.long_axis:.1f} x {size.short_axis:.1f} {size.unit}{calibrated}"
+                        f"{', taller than wide' if size.taller_than_wide else ''}</small>")
+        if found.recommendation is not None:
+            details += (f"<br><small>ACR TI-RADS 2017: {html.escape(found.recommendation.action)} "
+                        f"({html.escape(found.recommendation.reason)}), derived from predictions</small>")
         css = "mal" if prediction.decision == "malignant" else "ben"
         rows.append(
             f"<tr><td>{name}{details}</td><td>{images}</td><td class='{css}'>{prediction.decision}</td>"

@@ -11,11 +11,19 @@ transverse view) compares the vertical extent, depth, with the horizontal one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+from thyronet.data.dicom import pixel_spacing_mm
+from thyronet.data.imageio import is_dicom
 from thyronet.data.preprocess import largest_component
+from thyronet.data.tirads import Recommendation, acr_recommendation
+
+if TYPE_CHECKING:
+    from thyronet.inference.answers import Answer
 
 
 @dataclass(frozen=True)
@@ -55,3 +63,27 @@ def measure_mask(mask: np.ndarray, spacing_mm: tuple[float, float] | None = None
     width, height = np.ptp(points[:, 0]) + col_mm, np.ptp(points[:, 1]) + row_mm
     return Measurement(long_axis, short_axis, float(region.astype(bool).sum() * row_mm * col_mm),
                        bool(height > width), float(height / max(width, 1e-9)), "mm" if spacing_mm else "px")
+
+
+@dataclass(frozen=True)
+class NoduleFindings:
+    """What the report says of one nodule beside the network's probability."""
+
+    measurement: Measurement | None
+    recommendation: Recommendation | None  # None without descriptor heads (no TI-RADS level)
+
+
+def findings(answer: Answer, spacing_mm: tuple[float, float] | None) -> NoduleFindings:
+    """The nodule's size from its predicted mask and, where the model predicts descriptors, the ACR
+    recommendation for the level they imply and that size."""
+    mask = answer.prepared.nodule_mask if answer.prepared is not None else None
+    measurement = measure_mask(mask, spacing_mm) if mask is not None else None
+    level = answer.prediction.tirads_level
+    recommendation = acr_recommendation(level, measurement.max_diameter_mm if measurement else None) if level else None
+    return NoduleFindings(measurement, recommendation)
+
+
+def image_spacing_mm(source: str) -> tuple[float, float] | None:
+    """The (row, column) spacing of an answered input: a DICOM file's calibration, else None."""
+    path = Path(source.split("#")[0])
+    return pixel_spacing_mm(path) if path.is_file() and is_dicom(path) else None

@@ -16,6 +16,7 @@ import io
 import json
 import math
 import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from PIL import Image
 from thyronet import __version__
 from thyronet.apps.explain import frame_overlay
 from thyronet.apps.report import DISCLAIMER
+from thyronet.data.dicom import pixel_spacing_mm
 from thyronet.data.imageio import read_upload
 from thyronet.data.preprocess import Box
 from thyronet.data.region import parse_box
@@ -40,6 +42,7 @@ from thyronet.errors import DataError, ImageTooLargeError
 from thyronet.inference.answers import predict_image
 from thyronet.inference.backends import Backend, load_backend
 from thyronet.inference.cam import CamExplainer
+from thyronet.inference.measure import findings
 
 STATIC = Path(__file__).parent / "static"
 MAGIC = {
@@ -109,6 +112,7 @@ class Service:
             self.lock.release()
         prediction, prepared = answer.prediction, answer.prepared
         calibration = self.backend.calibration
+        found = findings(answer, upload_spacing_mm(data))
         descriptors = {name: {"value": getattr(prediction, name), "probability": getattr(prediction, f"{name}_prob")}
                        for name in DESCRIPTORS if getattr(prediction, name) is not None}
         return {
@@ -129,10 +133,27 @@ class Service:
             "description": prediction.description,
             "tirads_points": prediction.tirads_points,
             "tirads_level": prediction.tirads_level,
+            "nodule_size": None if found.measurement is None else {
+                "long_axis": round(found.measurement.long_axis, 2), "short_axis": round(found.measurement.short_axis, 2),
+                "area": round(found.measurement.area, 2), "unit": found.measurement.unit,
+                "taller_than_wide": found.measurement.taller_than_wide},
+            "acr_recommendation": None if found.recommendation is None else {
+                "action": found.recommendation.action, "reason": found.recommendation.reason,
+                "note": "derived from the predicted descriptors and size: decision support, not a diagnosis"},
             "input_png": png_base64(frame_overlay(image, prepared)),
             "overlay_png": None if heat is None else png_base64(frame_overlay(image, prepared, heat, opacity=1.0)),
             "notice": DISCLAIMER,
         }
+
+
+def upload_spacing_mm(data: bytes) -> tuple[float, float] | None:
+    """A DICOM upload's pixel spacing (row, column) in mm; None for other images or without calibration."""
+    if sniff_type(data[:132]) != "dicom":
+        return None
+    with tempfile.TemporaryDirectory(prefix="thyronet-") as tmp:
+        path = Path(tmp) / "upload.dcm"
+        path.write_bytes(data)
+        return pixel_spacing_mm(path)
 
 
 async def read_limited(upload: UploadFile, limit: int) -> bytes:
