@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -66,20 +67,23 @@ def start_node(model: Path, folder: Path, port: int, send_to: str) -> subprocess
     node = subprocess.Popen([THYRONET, "dicom-node", str(model), "--port", str(port), "--send-to", send_to,
                              "--folder", str(folder)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    node.lines = []  # what it has logged so far, read as it comes
+    threading.Thread(target=lambda: node.lines.extend(node.stdout), daemon=True).start()
     echo = lambda: subprocess.run([ECHOSCU, "-aec", "THYRONET", "127.0.0.1", str(port)], capture_output=True).returncode == 0  # noqa: E731
     if not wait_until(echo, 120):
-        node.kill()
-        pytest.fail(f"the node did not answer C-ECHO: {node.stdout.read()[-3000:]}")
+        pytest.fail(f"the node did not answer C-ECHO: {stop(node)[-3000:]}")
     return node
 
 
 def stop(node: subprocess.Popen) -> str:
     node.terminate()
     try:
-        return node.communicate(timeout=30)[0]
+        node.wait(timeout=30)
     except subprocess.TimeoutExpired:
         node.kill()
-        return node.communicate()[0]
+        node.wait()
+    time.sleep(0.5)  # the reader thread takes the last lines
+    return "".join(node.lines)
 
 
 def store(path: Path, port: int) -> None:
@@ -125,7 +129,7 @@ def test_results_wait_in_the_outbox_while_the_pacs_is_down(region_run, orthanc, 
     try:
         store(make_us_dicom(tmp_path / "us.dcm"), port)
         outbox = tmp_path / "node" / "outbox"
-        kept = wait_until(lambda: len(list(outbox.glob("*.dcm"))) == 2, 120)
+        kept = wait_until(lambda: len(list(outbox.glob("*.dcm"))) == 2 and any("unreachable" in line for line in node.lines), 120)
     finally:
         log = stop(node)
     assert kept, log

@@ -21,6 +21,8 @@ PINNED_PARAMETERS = {
     "alexnet": 57_012_034,
     "googlenet": 5_601_954,
     "mobilenet_v2": 2_226_434,
+    "efficientnet_lite0": 3_373_570,
+    "efficientnet_lite2": 4_813_634,
 }
 CLASSIFIERS = list_models(task="classify")
 SEGMENTERS = list_models(task="segment")
@@ -30,7 +32,8 @@ def test_registry_lists_the_paper_family_and_peers():
     assert list_models("thyronet")[:4] == ["baseline", "baseline_bottleneck", "baseline_block", "thyronet_x4"]
     assert set(list_models("peer")) == {"vgg16_bn", "alexnet", "googlenet", "mobilenet_v2"}
     assert set(PINNED_PARAMETERS) == set(CLASSIFIERS)
-    assert SEGMENTERS == list_models("segmentation") == ["unet", "unet_x4"]
+    assert SEGMENTERS == list_models("segmentation") == ["unet", "unet_x4", "unet_lite0"]
+    assert set(list_models("efficientnet")) == {"efficientnet_lite0", "efficientnet_lite2"}
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)

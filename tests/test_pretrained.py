@@ -133,3 +133,9 @@ def test_a_pretrained_run_trains_predicts_and_reloads_without_the_package_weight
     loaded = load_checkpoint(tmp_path / "run")
     predictions = predict_records(loaded, collection.images[:4])
     assert np.isfinite(predictions.probs).all() and predictions.features.shape[1] == 24 + 40 + 112 + 1280
+    # exported to ONNX (timm's TF-style "same" padding included), it answers as the checkpoint does
+    from thyronet.inference.backends import export_backend, load_backend
+
+    export_backend(load_backend(tmp_path / "run"), tmp_path / "lite0.onnx")
+    exported = predict_records(load_backend(tmp_path / "lite0.onnx").predictor, collection.images[:4])
+    np.testing.assert_allclose(exported.probs, predictions.probs, atol=1e-4)

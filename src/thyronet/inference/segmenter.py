@@ -111,7 +111,8 @@ class Segmenter:
         """Nodule probability per frame pixel, for each frame."""
         prepared = [preprocess_with_geometry(frame, self.config.data.preprocess) for frame in frames]
         batch = torch.stack([self.transform(torch.from_numpy(image).unsqueeze(0)) for image, _, _ in prepared])
-        batch = batch.to(next(self.model.parameters()).device)
+        if isinstance(self.model, torch.nn.Module):  # an exported segmenter (onnxruntime) takes CPU tensors
+            batch = batch.to(next(self.model.parameters()).device)
         maps = torch.sigmoid(self.model(batch).float())[:, 0].cpu().numpy()
         return [geometry.to_frame(prob) for prob, (_, _, geometry) in zip(maps, prepared, strict=True)]
 

@@ -18,7 +18,7 @@ from thyronet.evaluation.multiclass import multiclass_metrics
 from thyronet.inference.networks import build_classifier
 from thyronet.runs.config import RunConfig, config_from_dict
 from thyronet.training.losses import descriptor_loss, ordinal_loss
-from thyronet.training.optim import configure_optimizers, freeze_encoder_norm, parameter_groups, steps_per_epoch
+from thyronet.training.optim import EncoderRecipe
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def _gather_strings(values: list[str], world_size: int) -> list[str]:
     return [value for part in gathered for value in part or []]
 
 
-class ThyroNetModule(L.LightningModule):
+class ThyroNetModule(EncoderRecipe, L.LightningModule):
     """Wraps a registry model; logs train/val loss, ACC, F1 and image- and case-level AUROC (with
     ``data.classes`` of more than two: macro-F1 and the macro one-vs-rest AUROC)."""
 
@@ -140,11 +140,3 @@ class ThyroNetModule(L.LightningModule):
                 return binary_metrics(y, p[:, 1], ci=False)
         _, case_labels, case_probs = case_level(case_ids, labels, probs)
         return score(labels, probs), score(case_labels, case_probs)
-
-    def configure_optimizers(self):
-        return configure_optimizers(parameter_groups(self.model, self.run_config.train), self.run_config.train,
-                                    steps_per_epoch(self.trainer))
-
-    def on_train_epoch_start(self) -> None:
-        if self.run_config.train.freeze_norm:  # Lightning sets train mode before each epoch
-            freeze_encoder_norm(self.model)

@@ -74,3 +74,17 @@ def configure_optimizers(parameters: Iterable[torch.nn.Parameter] | list[dict[st
         return optimiser
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
     return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class EncoderRecipe:
+    """For a LightningModule whose network is ``self.model`` and config ``self.run_config``: the
+    optimiser and schedule of ``train.*``, the encoder at ``train.encoder_lr_scale`` of the rate,
+    and its batch-norm statistics kept with ``train.freeze_norm``."""
+
+    def configure_optimizers(self):
+        return configure_optimizers(parameter_groups(self.model, self.run_config.train), self.run_config.train,
+                                    steps_per_epoch(self.trainer))
+
+    def on_train_epoch_start(self) -> None:
+        if self.run_config.train.freeze_norm:  # Lightning sets train mode before each epoch
+            freeze_encoder_norm(self.model)

@@ -10,7 +10,7 @@ import torch
 from thyronet.models import create_model
 from thyronet.runs.config import RunConfig, config_from_dict
 from thyronet.training.losses import dice_bce_loss
-from thyronet.training.optim import configure_optimizers, freeze_encoder_norm, parameter_groups, steps_per_epoch
+from thyronet.training.optim import EncoderRecipe
 
 
 def batch_dice(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -22,7 +22,7 @@ def batch_dice(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return torch.where(total > 0, overlap / total.clamp(min=1), torch.ones_like(total))
 
 
-class SegmentationModule(L.LightningModule):
+class SegmentationModule(EncoderRecipe, L.LightningModule):
     """Wraps a registry segmenter; logs Dice + BCE loss and Dice on the model's input grid."""
 
     monitor = "val/dice"
@@ -61,11 +61,3 @@ class SegmentationModule(L.LightningModule):
         dice_values = torch.cat(dices)
         self.log("val/loss", torch.stack(losses).sum() / len(dice_values), sync_dist=True)
         self.log("val/dice", dice_values.mean(), prog_bar=True, sync_dist=True)
-
-    def configure_optimizers(self):
-        return configure_optimizers(parameter_groups(self.model, self.run_config.train), self.run_config.train,
-                                    steps_per_epoch(self.trainer))
-
-    def on_train_epoch_start(self) -> None:
-        if self.run_config.train.freeze_norm:  # Lightning sets train mode before each epoch
-            freeze_encoder_norm(self.model)
