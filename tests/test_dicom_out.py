@@ -102,3 +102,33 @@ def test_the_api_and_the_report_give_size_and_recommendation(region_run, tmp_pat
     assert main(["predict", str(region_run), str(path), "--report", str(tmp_path / "r.html")]) == 0
     report = (tmp_path / "r.html").read_text()
     assert "ACR TI-RADS 2017:" in report and "derived from predictions" in report
+
+
+@pytest.mark.parametrize("syntax", ["RLE Lossless", "JPEG-LS Lossless", "JPEG Baseline"])
+def test_compressed_ultrasound_is_read_and_answered(syntax, tiny_run, tmp_path):
+    """Scanners send compressed pixel data: RLE, JPEG-LS (pyjpegls) and JPEG baseline (Pillow) decode."""
+    import io
+
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit, JPEGLSLossless, RLELossless
+
+    from thyronet.data.imageio import read_image
+
+    path = make_us_dicom(tmp_path / "us.dcm")
+    ds = pydicom.dcmread(path)
+    plain = ds.pixel_array.copy()
+    if syntax == "JPEG Baseline":
+        jpeg = io.BytesIO()
+        Image.fromarray(plain).save(jpeg, format="JPEG", quality=95)
+        ds.PixelData = encapsulate([jpeg.getvalue()])
+        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+        ds["PixelData"].VR = "OB"
+    else:
+        ds.compress(RLELossless if syntax == "RLE Lossless" else JPEGLSLossless)
+    ds.save_as(tmp_path / "compressed.dcm", enforce_file_format=True)
+    decoded = read_image(tmp_path / "compressed.dcm")
+    assert decoded.shape == plain.shape
+    assert np.abs(decoded.astype(int) - plain).mean() < (3 if syntax == "JPEG Baseline" else 1e-9)
+    assert main(["predict", str(tiny_run), str(tmp_path / "compressed.dcm"), "--dicom-out", str(tmp_path / "out")]) == 0
+    assert list((tmp_path / "out").glob("*.sr.dcm"))
