@@ -96,8 +96,8 @@ def test_interrupted_run_resumes_to_the_same_result(uninterrupted, collection, t
     assert not stopped.completed and (tmp_path / "b" / "checkpoints" / "last.ckpt").is_file()
     resumed = fit(config, collection, split, tmp_path / "b", resume=True)
     assert resumed.completed
-    final = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)
-    expected = torch.load(reference.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    final = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=True)
+    expected = torch.load(reference.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["epoch"] == expected["epoch"] == 1
     final, expected = final["state_dict"], expected["state_dict"]
     # Weights and BatchNorm running statistics: everything the network computes with. (BatchNorm's
@@ -427,7 +427,7 @@ def test_weight_average_is_the_exponential_moving_average_of_the_steps(collectio
     expected = recorder.seen[0]
     for weights in recorder.seen[1:]:
         expected = 0.6 * expected + 0.4 * weights
-    saved = torch.load(tmp_path / "ema" / "checkpoints" / "last.ckpt", weights_only=False)
+    saved = torch.load(tmp_path / "ema" / "checkpoints" / "last.ckpt", weights_only=True)
     assert torch.allclose(saved["state_dict"][name], expected, atol=1e-6)
     assert torch.equal(saved["current_model_state"][name], recorder.seen[-1])
     assert not torch.allclose(expected, recorder.seen[-1])

@@ -59,6 +59,7 @@ def test_every_command_refuses_a_checkpoint_that_would_run_code(hostile, frame, 
         ["segment", str(path), frame, "--out", str(tmp_path / "s")],
         ["export", str(path), "--onnx", str(tmp_path / "m.onnx")],
         ["export", str(path), "--package", str(tmp_path / "pkg")],
+        ["export", "--convert", str(path), "--out", str(tmp_path / "converted.ckpt")],  # admits data-only types alone
         ["train", "--config", "frame", "--data", str(training_ddti), "--epochs", "1", "--output-dir", str(tmp_path / "r"),
          "--set", "data.roi.mode=predicted", "--set", f"data.roi.segmenter={path}", "--set", "data.preprocess.size=32"],
         ["train", "--config", "frame", "--data", str(training_ddti), "--epochs", "1", "--output-dir", str(tmp_path / "w"),

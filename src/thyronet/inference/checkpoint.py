@@ -4,12 +4,14 @@ run learnt beside them (calibration, segmenter, out-of-distribution gate).
 Opening a model file never runs code from it: checkpoints are read with
 ``torch.load(weights_only=True)``, which rebuilds tensors and plain Python values (dicts, lists,
 strings, numbers) and refuses anything else, and thyronet writes its checkpoints in those types
-only. A checkpoint that needs a full unpickle (written by other code, or tampered with) is refused
-with the command that converts it, which its owner runs knowingly (:func:`convert_checkpoint`).
+only. A checkpoint that needs a full unpickle (written by other code, or tampered with) is refused;
+one that holds only numpy values or paths (older thyronet checkpoints) is rewritten in plain types by
+:func:`convert_checkpoint`, which admits those data-only types by name and never unpickles in full.
 """
 
 from __future__ import annotations
 
+import importlib
 import pickle
 import re
 from pathlib import Path
@@ -47,7 +49,7 @@ def read_checkpoint(path: str | Path) -> tuple[RunConfig, dict[str, torch.Tensor
     return config, state, checkpoint.get("thyronet", {}), path
 
 
-CONVERT_HINT = "If you trust where it came from, convert it once with `thyronet export --convert {path} --out NEW.ckpt`"
+CONVERT_HINT = "If it holds only numpy values or paths (older checkpoints), `thyronet export --convert {path} --out NEW.ckpt` rewrites it"
 
 
 def safe_load(path: Path) -> dict[str, Any]:
@@ -82,25 +84,54 @@ def plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} has no plain form")
 
 
-def convert_checkpoint(old: str | Path, new: str | Path) -> Path:
-    """Rewrite a checkpoint that needs a full unpickle in plain types, keeping what inference reads
-    (weights, config, calibration, gate, segmenter) and dropping the optimiser's resume state.
+# What older checkpoints hold beside plain types, and which only rebuild data (numpy arrays,
+# scalars and dtypes, paths): --convert admits these, by name, and nothing else
+CONVERTIBLE = ("numpy.ndarray", "numpy.dtype", "numpy._core.multiarray.scalar", "numpy._core.multiarray._reconstruct",
+               "numpy.core.multiarray.scalar", "numpy.core.multiarray._reconstruct", "pathlib.Path", "pathlib.PosixPath",
+               "pathlib.WindowsPath")
 
-    This is the one place thyronet unpickles a file in full, which can run code from it: the
-    command line calls it only on ``thyronet export --convert``, for a file its owner trusts."""
+
+def _resolve(name: str) -> Any:
+    module, _, attribute = name.rpartition(".")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def convertible_globals(path: Path) -> list[Any]:
+    """The data-only types a checkpoint needs beyond plain ones; anything else is refused by name."""
+    needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    refused = [name for name in needed if name not in CONVERTIBLE and not name.startswith("numpy.dtypes.")]
+    if refused:
+        raise DataError(path, f"holds objects that only code could rebuild ({', '.join(refused[:3])}); "
+                              "not converted: re-export it from the code that wrote it")
+    import numpy.dtypes
+
+    # a numpy scalar's dtype is rebuilt through its DType class, which the scan above does not list
+    dtype_classes = [getattr(numpy.dtypes, name) for name in dir(numpy.dtypes) if name.endswith("DType")]
+    return [_resolve(name) for name in needed] + dtype_classes
+
+
+def convert_checkpoint(old: str | Path, new: str | Path) -> Path:
+    """Rewrite a checkpoint that holds numpy values or paths (older checkpoints) in plain types,
+    keeping what inference reads (weights, config, calibration, gate, segmenter) and dropping the
+    optimiser's resume state. Still no full unpickle: only the data-only types of ``CONVERTIBLE``
+    are admitted, by name, and a checkpoint needing anything else is refused."""
     old, new = Path(old), Path(new)
     if not old.is_file():
         raise DataError(old, "checkpoint not found")
     try:
-        checkpoint = torch.load(old, map_location="cpu", weights_only=False)  # the user asked for this file
+        admitted = convertible_globals(old)
+        with torch.serialization.safe_globals(admitted):
+            checkpoint = torch.load(old, map_location="cpu", weights_only=True)
         kept = {key: plain(checkpoint[key]) for key in ("state_dict", "hyper_parameters", "thyronet", "epoch",
                                                         "global_step", "pytorch-lightning_version") if key in checkpoint}
         config_from_dict(kept["hyper_parameters"]["config"])
-    except Exception as error:  # unpickling, key and type errors of many kinds
+    except DataError:
+        raise
+    except Exception as error:  # unpickling, zip, key and type errors of many kinds
         raise DataError(old, f"cannot be converted ({error.__class__.__name__}: {error})") from None
     with atomic_path(new) as tmp:
         torch.save(kept, tmp)
-    safe_load(new)  # what was written reads back without a full unpickle
+    safe_load(new)  # what was written reads back with no admitted type at all
     return new
 
 

@@ -175,7 +175,7 @@ def _export(args: argparse.Namespace) -> int:
 
         if not args.out:
             raise ThyronetError("--convert OLD.ckpt needs --out NEW.ckpt")
-        print(f"wrote {convert_checkpoint(args.convert, args.out)} (plain types only: opens without running code)")
+        print(f"wrote {convert_checkpoint(args.convert, args.out)} (plain types only)")
         return 0
     if not args.checkpoint or not (args.onnx or args.package):
         raise ThyronetError("give a checkpoint or run folder and --onnx FILE and/or --package DIR|FILE.zip "
@@ -264,7 +264,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     export.add_argument("--onnx", metavar="FILE", help="an ONNX file to write (dynamic batch; a run that finds the nodule "
                                                       "also writes its segmenter beside it)")
     export.add_argument("--package", metavar="DIR|FILE.zip", help="a model package to write: no pickle, hashes checked on load")
-    export.add_argument("--convert", metavar="OLD.ckpt", help="rewrite a checkpoint that only a full unpickle opens (this "
-                                                              "runs code from it: only for a file you trust) in plain types")
+    export.add_argument("--convert", metavar="OLD.ckpt", help="rewrite an older checkpoint holding numpy values or paths in "
+                                                              "plain types (nothing else is admitted; no full unpickle)")
     export.add_argument("--out", metavar="NEW.ckpt", help="where --convert writes")
     export.set_defaults(handler=_export)
