@@ -112,9 +112,9 @@ class DicomNode:
     def answer(self, path: Path) -> list[Path]:
         """Predict one received image, write its SR and SEG to the outbox and send the outbox."""
         try:
-            dataset = pydicom.dcmread(path, stop_before_pixels=True)
+            dataset = pydicom.dcmread(path, defer_size="1 KB")  # the header; pixel data stays on disk until decoded
             uid = str(dataset.SOPInstanceUID)
-            if "PixelData" not in pydicom.dcmread(path, specific_tags=["PixelData"]):
+            if "PixelData" not in dataset:
                 raise DataError(path, f"SOP Instance {uid} ({UID(dataset.SOPClassUID).name}): no pixel data, nothing to answer")
             answer = predict_image(self.backend, read_image(path), str(path))
             results = write_dicom_results(path, answer, self.outbox, self.backend.name)

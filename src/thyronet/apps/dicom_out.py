@@ -24,7 +24,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from thyronet import __version__
-from thyronet.data.dicom import pixel_spacing_mm
+from thyronet.data.dicom import dataset_spacing_mm
 from thyronet.errors import DataError
 from thyronet.inference.answers import Answer
 from thyronet.inference.measure import NoduleFindings, findings
@@ -55,7 +55,7 @@ def write_dicom_results(source_path: Path, answer: Answer, out: Path, model_name
         raise DataError(source_path, f"not a readable DICOM file ({error})") from None
     if int(getattr(source, "NumberOfFrames", 1) or 1) > 1:
         raise DataError(source_path, "DICOM SR and SEG are written for single-frame images only")
-    found = findings(answer, pixel_spacing_mm(source_path))
+    found = findings(answer, dataset_spacing_mm(source))
     out.mkdir(parents=True, exist_ok=True)
     written = []
     mask = answer.prepared.nodule_mask if answer.prepared is not None else None

@@ -13,9 +13,10 @@ import numpy as np
 from PIL import Image
 
 from thyronet import __version__
+from thyronet.data.imageio import spacing_mm
 from thyronet.inference.answers import Answer
 from thyronet.inference.backends import Backend
-from thyronet.inference.measure import findings, image_spacing_mm
+from thyronet.inference.measure import findings
 from thyronet.io import write_text_atomic
 
 DISCLAIMER = (
@@ -53,7 +54,7 @@ def write_report(
             details += (f"<br><small>predicted: {html.escape(prediction.description)}; ACR TI-RADS "
                         f"{prediction.tirads_points} points ({prediction.tirads_level}), derived from the model's "
                         "descriptor predictions</small>")
-        found = findings(answer, image_spacing_mm(prediction.input))
+        found = findings(answer, spacing_mm(Path(prediction.input.split("#")[0])))
         if found.measurement is not None:
             size = found.measurement
             calibrated = "" if size.unit == "mm" else " (no calibration: pixels)"

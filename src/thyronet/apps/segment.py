@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from thyronet.apps.explain import NODULE_COLOUR
-from thyronet.data.imageio import is_dicom, read_image
+from thyronet.data.imageio import read_image, spacing_mm
 from thyronet.data.records import ImageRecord
 from thyronet.errors import DataError, DataIssue
 from thyronet.inference.segmenter import Segmentation, Segmenter
@@ -42,15 +42,6 @@ class SegmentRow:
     confidence: float | None = None
     mask: str | None = None
     overlay: str | None = None
-
-
-def spacing_of(record: ImageRecord) -> tuple[float, float] | None:
-    """Pixel spacing (row, column) in mm from a DICOM file; None for other files."""
-    if not is_dicom(record.path):
-        return None
-    from thyronet.data.dicom import pixel_spacing_mm
-
-    return pixel_spacing_mm(record.path)
 
 
 def contour_overlay(frame: np.ndarray, result: Segmentation) -> np.ndarray:
@@ -96,7 +87,7 @@ def segment_records(segmenter: Segmenter, records: Sequence[ImageRecord], out_di
         used.add(stem)
         try:
             frame = read_image(record.path, record.frame)
-            spacing = spacing_of(record)
+            spacing = spacing_mm(record.path)
         except DataError as error:
             rows.append(SegmentRow(name, f"error: {error.problem}"))
             continue

@@ -52,9 +52,13 @@ def read_dicom_frame(path: Path, frame: int | None = None) -> np.ndarray:
 
 
 def pixel_spacing_mm(path: Path) -> tuple[float, float] | None:
-    """(row, column) spacing in mm: PixelSpacing, else the first ultrasound region's physical
-    deltas (in cm, DICOM unit code 3); None when the file does not say."""
-    dataset = _read(path, defer_pixels=True)
+    """(row, column) spacing in mm of a DICOM file (:func:`dataset_spacing_mm`)."""
+    return dataset_spacing_mm(_read(path, defer_pixels=True))
+
+
+def dataset_spacing_mm(dataset) -> tuple[float, float] | None:
+    """(row, column) spacing in mm of a parsed DICOM data set: PixelSpacing, else the first
+    ultrasound region's physical deltas (in cm, DICOM unit code 3); None when it does not say."""
     spacing = getattr(dataset, "PixelSpacing", None)
     if spacing is not None and len(spacing) == 2 and all(float(v) > 0 for v in spacing):
         return float(spacing[0]), float(spacing[1])

@@ -38,6 +38,16 @@ def is_dicom(path: Path) -> bool:
         return False
 
 
+def spacing_mm(path: Path) -> tuple[float, float] | None:
+    """Pixel spacing (row, column) in mm of an input: a DICOM file's calibration; None for other
+    images, which carry none."""
+    if not is_dicom(path):
+        return None
+    from thyronet.data.dicom import pixel_spacing_mm
+
+    return pixel_spacing_mm(path)
+
+
 def looks_like_image(path: Path) -> bool:
     """Whether a file in a folder is meant as an input image (by extension or DICOM magic)."""
     suffix = path.suffix.lower()

@@ -11,14 +11,11 @@ transverse view) compares the vertical extent, depth, with the horizontal one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from thyronet.data.dicom import pixel_spacing_mm
-from thyronet.data.imageio import is_dicom
 from thyronet.data.preprocess import largest_component
 from thyronet.data.tirads import Recommendation, acr_recommendation
 
@@ -81,9 +78,3 @@ def findings(answer: Answer, spacing_mm: tuple[float, float] | None) -> NoduleFi
     level = answer.prediction.tirads_level
     recommendation = acr_recommendation(level, measurement.max_diameter_mm if measurement else None) if level else None
     return NoduleFindings(measurement, recommendation)
-
-
-def image_spacing_mm(source: str) -> tuple[float, float] | None:
-    """The (row, column) spacing of an answered input: a DICOM file's calibration, else None."""
-    path = Path(source.split("#")[0])
-    return pixel_spacing_mm(path) if path.is_file() and is_dicom(path) else None

@@ -16,7 +16,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from PIL import Image
 from thyronet import __version__
 from thyronet.apps.explain import frame_overlay
 from thyronet.apps.report import DISCLAIMER
-from thyronet.data.dicom import pixel_spacing_mm
+from thyronet.data.dicom import dataset_spacing_mm
 from thyronet.data.imageio import read_upload
 from thyronet.data.preprocess import Box
 from thyronet.data.region import parse_box
@@ -150,10 +149,9 @@ def upload_spacing_mm(data: bytes) -> tuple[float, float] | None:
     """A DICOM upload's pixel spacing (row, column) in mm; None for other images or without calibration."""
     if sniff_type(data[:132]) != "dicom":
         return None
-    with tempfile.TemporaryDirectory(prefix="thyronet-") as tmp:
-        path = Path(tmp) / "upload.dcm"
-        path.write_bytes(data)
-        return pixel_spacing_mm(path)
+    import pydicom
+
+    return dataset_spacing_mm(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True))
 
 
 async def read_limited(upload: UploadFile, limit: int) -> bytes:
