@@ -16,8 +16,7 @@ import timm
 import torch
 from torch import Tensor, nn
 
-from thyronet.errors import ThyronetError
-from thyronet.models.packaged import PACKAGED, PRETRAINED_CHOICES, load_encoder
+from thyronet.models.packaged import PACKAGED, load_encoder
 from thyronet.models.resnet import OrdinalHead
 
 GATE_STAGES = (1, 2, 4)  # timm block stages at strides 4, 8 and 16; the last map is the head's
@@ -35,11 +34,8 @@ class EfficientNetLite(nn.Module):
         pretrained: str | None = None,
     ) -> None:
         super().__init__()
-        if pretrained not in (None, *PRETRAINED_CHOICES):
-            raise ThyronetError(f"model.pretrained must be one of {', '.join(PRETRAINED_CHOICES)} or null, got {pretrained!r}")
         self.body = timm.create_model(PACKAGED[variant].architecture, pretrained=False, num_classes=0, in_chans=in_chans)
-        if pretrained == "imagenet":
-            load_encoder(self.body, variant, in_chans, drop=("classifier.",))
+        load_encoder(self.body, variant, in_chans, pretrained, drop=("classifier.",))
         self.num_features = self.body.num_features
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(drop_rate)
@@ -84,10 +80,8 @@ def lite_unet(variant: str, num_classes: int = 1, in_chans: int = 1, pretrained:
     strides 2-32), the encoder loaded from the packaged ImageNet weights when asked."""
     import segmentation_models_pytorch as smp
 
-    if pretrained not in (None, *PRETRAINED_CHOICES):
-        raise ThyronetError(f"model.pretrained must be one of {', '.join(PRETRAINED_CHOICES)} or null, got {pretrained!r}")
     model = smp.Unet(encoder_name=f"tu-{PACKAGED[variant].architecture}", encoder_weights=None,
                      in_channels=in_chans, classes=num_classes)
-    if pretrained == "imagenet":  # a features-only encoder: no head convolution, no classifier
-        load_encoder(model.encoder.model, variant, in_chans, drop=("conv_head.", "bn2.", "classifier."))
+    # a features-only encoder: no head convolution, no classifier
+    load_encoder(model.encoder.model, variant, in_chans, pretrained, drop=("conv_head.", "bn2.", "classifier."))
     return model

@@ -121,8 +121,13 @@ def encoder_state_dict(name: str, in_chans: int) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_encoder(module: nn.Module, name: str, in_chans: int, drop: tuple[str, ...] = ()) -> None:
-    """Load the ImageNet encoder of ``name`` into ``module`` strictly; ``drop`` names key prefixes
-    that the module does not have (a features-only encoder has no ``conv_head``/``bn2``)."""
+def load_encoder(module: nn.Module, name: str, in_chans: int, pretrained: str | None, drop: tuple[str, ...] = ()) -> None:
+    """Load ``pretrained`` weights (None: leave ``module`` as initialised) of ``name`` into ``module``
+    strictly; ``drop`` names key prefixes the module does not have (a features-only encoder has no
+    ``conv_head``/``bn2``)."""
+    if pretrained is None:
+        return
+    if pretrained not in PRETRAINED_CHOICES:
+        raise ThyronetError(f"model.pretrained must be one of {', '.join(PRETRAINED_CHOICES)} or null, got {pretrained!r}")
     state = {k: v for k, v in encoder_state_dict(name, in_chans).items() if not k.startswith(drop)}
     module.load_state_dict(state, strict=True)
