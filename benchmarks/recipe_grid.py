@@ -1,7 +1,7 @@
 """Several `thyronet cv` recipes side by side, one process each, until a deadline.
 
     python benchmarks/recipe_grid.py RECIPES.yaml OUT [--data PATH] [--deadline SECONDS] [--parallel N]
-                                     [--seg-cv SEG_CV_DIR] [--set KEY=VALUE ...]
+                                     [--seg-cv SEG_CV_DIR] [--set KEY=VALUE ...] [--only NAME ...]
 
 On a GPU with many cores (one DDTI epoch takes about a second) every recipe runs at once, so that
 the GPU is not left idle; on 2 CPU cores, `--parallel 2 --set trainer.threads=1` runs two at a time. RECIPES.yaml names a config and, per
@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from thyronet.evaluation.metrics import format_ci
+from thyronet.training.cv import format_segmentation_summary
 
 HERE = Path(__file__).resolve().parent
 
@@ -95,18 +96,23 @@ def score_predicted_region(name: str, args: argparse.Namespace) -> subprocess.Po
 
 
 def table(out: Path, names: list[str]) -> str:
+    """The classification recipes' figures as one table; a segmentation recipe's as its own."""
     lines = ["| recipe | folds | case AUROC mean ± std | pooled case AUROC [95% CI] | predicted region |", "|---|---|---|---|---|"]
+    segmentation = []
     for name in names:
         summary_file, region_file = out / name / "cv_results.json", out / name / "region_comparison.json"
         if not summary_file.exists():
             lines.append(f"| {name} | unfinished | | | |")
             continue
         summary = json.loads(summary_file.read_text())
+        if summary.get("task") == "segment":
+            segmentation.append(f"{name}\n{format_segmentation_summary(summary)}")
+            continue
         auroc = summary["case_auroc"]
         predicted = format_ci(json.loads(region_file.read_text())["predicted"]) if region_file.exists() else ""
         pooled = format_ci(summary["pooled_case"])
         lines.append(f"| {name} | {summary['folds']} | {auroc['mean']:.3f} ± {auroc['std']:.3f} | {pooled} | {predicted} |")
-    return "\n".join(lines)
+    return "\n".join([*lines, *segmentation])
 
 
 START = time.monotonic()
@@ -121,16 +127,21 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=0, help="recipes running at once (default 0: all of them)")
     parser.add_argument("--seg-cv", type=Path, help="a segmentation CV folder on the same folds, to score the predicted region")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an override for every recipe")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run these recipes of the file, in this order (default: all)")
     args = parser.parse_args()
     plan = yaml.safe_load(args.recipes.read_text())
-    args.parallel = args.parallel or len(plan["recipes"])
+    unknown = sorted(set(args.only or ()) - set(plan["recipes"]))
+    if unknown:
+        parser.error(f"{args.recipes} has no recipe {', '.join(unknown)} (it has: {', '.join(plan['recipes'])})")
+    recipes = {name: plan["recipes"][name] for name in args.only} if args.only else plan["recipes"]
+    args.parallel = args.parallel or len(recipes)
     args.out.mkdir(parents=True, exist_ok=True)
-    codes = run_all(plan["recipes"], plan["config"], args, START + args.deadline)
+    codes = run_all(recipes, plan["config"], args, START + args.deadline)
     if args.seg_cv:
         scoring = [score_predicted_region(name, args) for name, code in codes.items() if code == 0 and needs_region_scores(args.out / name)]
         for process in scoring:
             process.wait()
-    print(table(args.out, list(plan["recipes"])))
+    print(table(args.out, list(recipes)))
     return 0 if all(code == 0 for code in codes.values()) else 1
 
 
