@@ -17,6 +17,8 @@ import httpx
 import pytest
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, generate_uid
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification
 
 from synthetic import make_us_dicom
 
@@ -107,18 +109,28 @@ def no_pixels(path: Path) -> Path:
     return path
 
 
+def abort_association(port: int) -> None:
+    """A sender that opens an association and aborts it (A-ABORT), as a scanner switched off would."""
+    ae = AE(ae_title="SCANNER")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title="THYRONET")
+    assert assoc.is_established
+    assoc.abort()
+
+
 def test_images_in_by_c_store_answers_out_as_sr_and_seg(region_run, orthanc, tmp_path):
     base, pacs_port = orthanc
     port = free_port()
     node = start_node(region_run, tmp_path / "node", port, f"127.0.0.1:{pacs_port}:ORTHANC")
     try:
         store(no_pixels(tmp_path / "text.dcm"), port)  # accepted, logged, not answered
+        abort_association(port)  # logged; the node goes on serving
         store(make_us_dicom(tmp_path / "us.dcm"), port)
         arrived = wait_until(lambda: (m := modalities(base)) and len(m) >= 2 and m, 120)
     finally:
         log = stop(node)
     assert arrived == ["SEG", "SR"], log
-    assert "no pixel data, nothing to answer" in log and "Traceback" not in log
+    assert "no pixel data, nothing to answer" in log and "aborted" in log and "Traceback" not in log
     assert not list((tmp_path / "node" / "outbox").glob("*.dcm"))  # everything sent
 
 
