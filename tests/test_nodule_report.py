@@ -66,7 +66,8 @@ def test_without_a_size_the_thresholds_are_said():
 
 def test_views_of_one_nodule_give_one_answer(tiny_run, training_ddti, tmp_path, capsys):
     """A DDTI case's images, a file-name pattern and a DICOM series each make one nodule, whose
-    probability is the mean of its views' (the rule the evaluation scores cases by)."""
+    probability is the mean of its views' (the rule the evaluation scores cases by); the report
+    shows a nodule's views side by side."""
     import csv
     import shutil
 
@@ -97,6 +98,11 @@ def test_views_of_one_nodule_give_one_answer(tiny_run, training_ddti, tmp_path, 
     frame = read_image(next(training_ddti.glob("*.jpg")))
     first = write_ultrasound(tmp_path / "a.dcm", frame, 0.1, series_uid="1.2.3.4")
     second = write_ultrasound(tmp_path / "b.dcm", frame[::-1].copy(), 0.1, series_uid="1.2.3.4")
-    assert main(["predict", str(tiny_run), str(first), str(second), "--group-by", "series"]) == 0
+    report = tmp_path / "series.html"
+    assert main(["predict", str(tiny_run), str(first), str(second), "--group-by", "series", "--report", str(report)]) == 0
     out = capsys.readouterr().out
     assert "nodule 1.2.3.4:" in out and "(2 of 2 views" in out
+    page = report.read_text()  # the nodule's row shows both views side by side, then every image with its heat map
+    nodule_row = page.split("<h2>Nodules</h2>")[1].split("<h2>Images</h2>")[0]
+    assert "1.2.3.4" in nodule_row and "2 of 2 views answered" in nodule_row
+    assert nodule_row.count("<img class='view'") == 2 and "a.dcm: " in nodule_row and "b.dcm: " in nodule_row

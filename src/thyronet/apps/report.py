@@ -17,6 +17,7 @@ from thyronet.data.imageio import spacing_mm
 from thyronet.inference.answers import Answer
 from thyronet.inference.backends import Backend
 from thyronet.inference.measure import findings
+from thyronet.inference.nodules import NoduleAnswer
 from thyronet.io import write_text_atomic
 
 DISCLAIMER = (
@@ -32,11 +33,50 @@ def png_data_uri(array: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def nodule_rows(nodules: Sequence[NoduleAnswer], pictures: dict[int, np.ndarray | None]) -> list[str]:
+    """One row per nodule: its combined answer, then its views side by side, each with its own
+    probability (``pictures``: each answer's frame with region and contour, by ``id``)."""
+    rows = []
+    for nodule in nodules:
+        views = []
+        for view in nodule.views:
+            caption = html.escape(Path(view.prediction.input.split("#")[0]).name)
+            if view.prediction.error:
+                views.append(f"<figure><figcaption>{caption}: <span class='err'>not answered</span></figcaption></figure>")
+                continue
+            picture = pictures.get(id(view))
+            shown = " (the clearest view)" if view is nodule.shown else ""
+            image = "" if picture is None else f"<img class='view' src='{png_data_uri(picture)}' alt='view {caption}'>"
+            views.append(f"<figure>{image}<figcaption>{caption}: {view.prediction.probability:.2f}{shown}</figcaption></figure>")
+        if nodule.probability is None:
+            answer = "<td colspan='2' class='err'>no view could be answered</td>"
+        else:
+            css = "mal" if nodule.decision == "malignant" else "ben"
+            answer = f"<td class='{css}'>{nodule.decision}</td><td>{nodule.probability:.2f}</td>"
+        rows.append(f"<tr><td>{html.escape(nodule.nodule)}<br><small>{len(nodule.answered)} of {len(nodule.views)} "
+                    f"views answered</small></td><td class='views'>{''.join(views)}</td>{answer}</tr>")
+    return rows
+
+
 def write_report(
-    path: Path, backend: Backend, items: Sequence[tuple[Answer, np.ndarray | None, np.ndarray | None]]
+    path: Path, backend: Backend, items: Sequence[tuple[Answer, np.ndarray | None, np.ndarray | None]],
+    nodules: Sequence[NoduleAnswer] = (),
 ) -> Path:
-    """``items``: (answer, frame with region and nodule contour, the same with Grad-CAM or None)."""
+    """``items``: (answer, frame with region and nodule contour, the same with Grad-CAM or None);
+    ``nodules``: the same answers combined per nodule (``predict --group-by``), shown first, each
+    nodule's views side by side."""
     calibration = backend.calibration
+    nodule_section = ""
+    if nodules:
+        pictures = {id(answer): plain for answer, plain, _ in items}
+        nodule_section = f"""<h2>Nodules</h2>
+<p>Each nodule's probability is the mean of its views' (the rule by which cases are scored), its decision that mean
+against the operating threshold.</p>
+<table><tr><th>nodule</th><th>its views (region seen yellow, nodule green) and each view's P(malignant)</th>
+<th>decision</th><th>P(malignant)</th></tr>
+{''.join(nodule_rows(nodules, pictures))}
+</table>
+<h2>Images</h2>"""
     rows = []
     for answer, plain, blended in items:
         prediction = answer.prediction
@@ -78,11 +118,12 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 img {{ width: 360px; margin-right: 6px; }}
 .mal {{ color: #b00020; font-weight: bold; }} .ben {{ color: #1b5e20; font-weight: bold; }} .err {{ color: #b00020; }}
 .note {{ background: #fff4e5; border-left: 4px solid #f0a020; padding: 0.6em 1em; max-width: 60em; }}
+figure {{ display: inline-block; margin: 0 6px 0 0; }} img.view {{ width: 200px; }} td.views {{ white-space: nowrap; }}
 dl {{ display: grid; grid-template-columns: max-content auto; gap: 2px 12px; }}
 </style></head><body>
 <h1>thyronet prediction report</h1>
 <p class="note">{html.escape(DISCLAIMER)}</p>
-<h2>Predictions</h2>
+{nodule_section or "<h2>Predictions</h2>"}
 <table><tr><th>input</th><th>region seen (yellow), nodule (green) / Grad-CAM</th><th>decision</th><th>P(malignant)</th></tr>
 {''.join(rows)}
 </table>

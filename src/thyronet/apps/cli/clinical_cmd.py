@@ -52,11 +52,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.out:
         write_predictions(predictions, Path(args.out))
         print(f"wrote {args.out}")
-    if args.report:
-        write_report(Path(args.report), backend, overlays(backend, answers, "gradcam"))
-        print(f"wrote {args.report}")
-    if args.dicom_out:
-        _write_dicom(answers, Path(args.dicom_out), backend.name)
+    nodules = []
     if args.group_by or args.nodules_out:
         from thyronet.inference.nodules import format_nodules, group_answers, write_nodules
 
@@ -65,6 +61,11 @@ def _predict(args: argparse.Namespace) -> int:
         if args.nodules_out:
             write_nodules(nodules, backend.calibration.threshold, Path(args.nodules_out))
             print(f"wrote {args.nodules_out}")
+    if args.report:
+        write_report(Path(args.report), backend, overlays(backend, answers, "gradcam"), nodules)
+        print(f"wrote {args.report}")
+    if args.dicom_out:
+        _write_dicom(answers, Path(args.dicom_out), backend.name)
     return 0 if all(p.error is None for p in predictions) else 1
 
 
