@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow.parquet
 import pytest
 
 from thyronet.apps.cli import main
@@ -49,7 +50,7 @@ def test_archive_rows_match_the_in_memory_prediction(tiny_run, archive, tmp_path
     assert main(["predict", str(tiny_run), str(archive), "--out", str(tmp_path / "one.csv")]) == 1  # the broken files
     out = tmp_path / "archive"
     assert main(["predict", str(tiny_run), str(archive), "--out", str(out), "--chunk-size", "5", "--batch-size", "3",
-                 "--workers", "2"]) == 1
+                 "--workers", "2", "--parquet"]) == 1
     expected = {r["input"]: r for r in rows(tmp_path / "one.csv")}
     got = rows(out / "predictions.csv")
     assert len(got) == len(expected) == len(list(iter_inputs([archive])))
@@ -62,6 +63,12 @@ def test_archive_rows_match_the_in_memory_prediction(tiny_run, archive, tmp_path
             if abs(float(want["probability"]) - float(want["threshold"])) > 1e-5:  # batching moves the last digits
                 assert row["decision"] == want["decision"]
     assert len(list((out / "parts").glob("part-*.csv"))) == -(-len(got) // 5)
+    table = pyarrow.parquet.read_table(out / "predictions.parquet")  # the same rows, numbers typed, empty cells null
+    assert table.column("input").to_pylist() == [r["input"] for r in got]
+    assert str(table.schema.field("probability").type) == "double" and str(table.schema.field("tirads_points").type) == "int64"
+    parquet_probabilities = table.column("probability").to_pylist()
+    assert [p is None for p in parquet_probabilities] == [not r["probability"] for r in got]
+    assert [p for p in parquet_probabilities if p is not None] == [float(r["probability"]) for r in got if r["probability"]]
 
 
 def test_a_resumed_job_gives_exactly_the_rows_of_an_uninterrupted_one(tiny_run, archive, tmp_path, capsys):
@@ -92,3 +99,10 @@ def test_two_ddp_processes_share_the_archive_and_give_the_rows_of_one(tiny_run, 
     assert done.returncode == 1, done.stderr[-3000:]  # 1: the broken files are error rows
     assert "2 errors" in done.stdout
     assert (double / "predictions.csv").read_text() == (single / "predictions.csv").read_text()
+
+
+def test_parquet_without_pyarrow_is_refused_before_the_job(tiny_run, archive, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if the parquet extra were not installed
+    assert main(["predict", str(tiny_run), str(archive), "--out", str(tmp_path / "a"), "--parquet"]) != 0
+    assert "pip install 'thyronet[parquet]'" in capsys.readouterr().err
+    assert not (tmp_path / "a" / "parts").exists()

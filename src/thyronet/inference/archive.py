@@ -10,7 +10,9 @@ predicts each batch; :class:`ChunkWriter` (a ``BasePredictionWriter``) collects 
 writes them as ``parts/part-NNNNNNNN.csv`` atomically once the chunk is complete. ``--resume``
 skips the chunks whose part exists, so an interrupted job resumed gives exactly the rows of an
 uninterrupted one, whatever the number of processes. A file that cannot be read is a row with its
-error. Finally :func:`merge` writes ``predictions.csv`` (the parts in order) and ``summary.json``.
+error. Finally :func:`merge` writes ``predictions.csv`` (the parts in order) and ``summary.json``,
+and with ``parquet`` also ``predictions.parquet`` (typed columns, for a data warehouse; pyarrow,
+the ``parquet`` extra).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import lightning as L
 import numpy as np
@@ -39,7 +41,7 @@ from thyronet.data.imageio import looks_like_image, read_image
 from thyronet.errors import DataError, ThyronetError
 from thyronet.inference.answers import Prediction, answer_result
 from thyronet.inference.backends import Backend
-from thyronet.io import open_atomic, write_text_atomic
+from thyronet.io import atomic_path, open_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 MANIFEST = "archive.json"
@@ -270,10 +272,13 @@ class ArchiveData(L.LightningDataModule):
 
 
 def predict_archive(backend: Backend, job: ArchiveJob, out: Path, *, resume: bool = False, batch_size: int = 32,
-                    workers: int = 0, trainer_options: dict[str, Any] | None = None, log_every: int = 1000) -> dict[str, Any]:
-    """Predict every input of ``job`` into ``out`` (parts, then the merged CSV and summary). Returns
-    the summary in the first process and ``{}`` in the others."""
+                    workers: int = 0, trainer_options: dict[str, Any] | None = None, log_every: int = 1000,
+                    parquet: bool = False) -> dict[str, Any]:
+    """Predict every input of ``job`` into ``out`` (parts, then the merged CSV, Parquet too when
+    asked, and the summary). Returns the summary in the first process and ``{}`` in the others."""
     out = Path(out)
+    if parquet:
+        _pyarrow()  # before the job, not after it
     options = {"accelerator": "cpu", "devices": 1, **(trainer_options or {})}
     trainer = L.Trainer(callbacks=[ChunkWriter(out), Progress(log_every)], logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False, **options)
@@ -284,7 +289,10 @@ def predict_archive(backend: Backend, job: ArchiveJob, out: Path, *, resume: boo
     if trainer.global_rank != 0:
         return {}
     chunks = -(-data.total // job.chunk_size)
-    return merge(out, chunks, data.total, time.perf_counter() - started, trainer.world_size, workers)
+    summary = merge(out, chunks, data.total, time.perf_counter() - started, trainer.world_size, workers)
+    if parquet:
+        write_parquet(out / "predictions.csv", out / "predictions.parquet")
+    return summary
 
 
 def merge(out: Path, chunks: int, total: int, seconds: float, processes: int, workers: int) -> dict[str, Any]:
@@ -312,3 +320,29 @@ def merge(out: Path, chunks: int, total: int, seconds: float, processes: int, wo
                "processes": processes, "workers_per_process": workers}
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+def _pyarrow():
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.csv
+        import pyarrow.parquet
+    except ImportError:
+        raise ThyronetError("--parquet needs pyarrow: pip install 'thyronet[parquet]'") from None
+    return pyarrow
+
+
+# Prediction's fields as Parquet columns: numbers typed, the rest text; an empty CSV cell is null
+ARROW_TYPES = {float | None: "float64", int | None: "int64"}
+
+
+def write_parquet(csv_path: Path, parquet_path: Path) -> None:
+    """The merged CSV as one Parquet file, streamed block by block (memory stays flat), written atomically."""
+    pa = _pyarrow()
+    hints = get_type_hints(Prediction)
+    schema = pa.schema([(name, ARROW_TYPES.get(hints[name], "string")) for name in FIELDS])
+    convert = pa.csv.ConvertOptions(column_types=schema, strings_can_be_null=True)
+    reader = pa.csv.open_csv(csv_path, convert_options=convert)
+    with atomic_path(parquet_path) as tmp, pa.parquet.ParquetWriter(tmp, reader.schema) as writer:
+        for block in reader:
+            writer.write_batch(block)

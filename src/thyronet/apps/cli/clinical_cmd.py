@@ -82,13 +82,14 @@ def _predict_archive(args: argparse.Namespace, backend, inputs: list[str]) -> in
     job = ArchiveJob(str(Path(args.checkpoint or args.onnx).resolve()), [str(Path(i).resolve()) for i in inputs],
                      args.chunk_size, args.refuse_ood)
     summary = predict_archive(backend, job, Path(args.out), resume=args.resume, batch_size=args.batch_size,
-                              workers=args.workers, log_every=args.log_every,
+                              workers=args.workers, log_every=args.log_every, parquet=args.parquet,
                               trainer_options={"accelerator": args.accelerator, "devices": devices,
                                                "num_nodes": args.num_nodes, "strategy": args.strategy})
     if summary:
         print(f"{summary['images']} images: {summary['predicted']} predicted ({summary['malignant']} malignant, "
               f"{summary['benign']} benign), {summary['errors']} errors, {summary['flagged_ood']} flagged unlike the "
-              f"training images; wrote {Path(args.out) / 'predictions.csv'} and summary.json")
+              f"training images; wrote {Path(args.out) / 'predictions.csv'}{' and .parquet' if args.parquet else ''} "
+              "and summary.json")
         return 0 if summary["errors"] == 0 else 1
     return 0
 
@@ -227,6 +228,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     archive.add_argument("--num-nodes", type=int, default=1, help="machines (passed to Lightning)")
     archive.add_argument("--strategy", default="auto", help="auto, ddp, ... (passed to Lightning)")
     archive.add_argument("--accelerator", default="cpu", help="cpu, gpu, auto (passed to Lightning)")
+    archive.add_argument("--parquet", action="store_true",
+                         help="also write predictions.parquet (typed columns; needs the parquet extra: pip install 'thyronet[parquet]')")
     archive.add_argument("--log-every", type=int, default=1000, help="images between progress lines when not on a terminal")
     predict.set_defaults(handler=_predict)
 
