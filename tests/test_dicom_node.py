@@ -65,9 +65,9 @@ def orthanc(tmp_path):
     process.wait(timeout=30)
 
 
-def start_node(model: Path, folder: Path, port: int, send_to: str) -> subprocess.Popen:
+def start_node(model: Path, folder: Path, port: int, send_to: str, *options: str) -> subprocess.Popen:
     node = subprocess.Popen([THYRONET, "dicom-node", str(model), "--port", str(port), "--send-to", send_to,
-                             "--folder", str(folder)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             "--folder", str(folder), *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     node.lines = []  # what it has logged so far, read as it comes
     threading.Thread(target=lambda: node.lines.extend(node.stdout), daemon=True).start()
@@ -121,15 +121,15 @@ def abort_association(port: int) -> None:
 def test_images_in_by_c_store_answers_out_as_sr_and_seg(region_run, orthanc, tmp_path):
     base, pacs_port = orthanc
     port = free_port()
-    node = start_node(region_run, tmp_path / "node", port, f"127.0.0.1:{pacs_port}:ORTHANC")
+    node = start_node(region_run, tmp_path / "node", port, f"127.0.0.1:{pacs_port}:ORTHANC", "--secondary-capture")
     try:
         store(no_pixels(tmp_path / "text.dcm"), port)  # accepted, logged, not answered
         abort_association(port)  # logged; the node goes on serving
         store(make_us_dicom(tmp_path / "us.dcm"), port)
-        arrived = wait_until(lambda: (m := modalities(base)) and len(m) >= 2 and m, 120)
+        arrived = wait_until(lambda: (m := modalities(base)) and len(m) >= 3 and m, 120)
     finally:
         log = stop(node)
-    assert arrived == ["SEG", "SR"], log
+    assert arrived == ["OT", "SEG", "SR"], log  # the overlay's Secondary Capture, the SEG and the SR
     assert "no pixel data, nothing to answer" in log and "aborted" in log and "Traceback" not in log
     assert not list((tmp_path / "node" / "outbox").glob("*.dcm"))  # everything sent
 

@@ -15,6 +15,7 @@ from synthetic import make_us_dicom
 from thyronet.apps.cli import main
 from thyronet.apps.dicom_out import write_dicom_results
 from thyronet.data.dicom import pixel_spacing_mm
+from thyronet.data.preprocess import Geometry
 from thyronet.inference.answers import Answer, Prediction
 from thyronet.inference.measure import findings
 from thyronet.inference.predictor import PreparedInput
@@ -31,7 +32,9 @@ def answered(path, with_mask=True) -> Answer:
                             composition="solid", composition_prob=0.7, echogenicity="hypoechoic", echogenicity_prob=0.6,
                             margins="ill defined", margins_prob=0.5, calcifications="microcalcifications",
                             calcifications_prob=0.4, tirads_points=7, tirads_level="TR5")
-    prepared = PreparedInput(np.zeros((128, 128), np.uint8), None, "predicted", (160, 140, 321, 221), mask if with_mask else None)
+    geometry = Geometry((ds.Rows, ds.Columns), (112, 116, 369, 245), 128)  # the nodule's box grown by the margin
+    prepared = PreparedInput(np.zeros((128, 128), np.uint8), geometry, "predicted", (160, 140, 321, 221),
+                             mask if with_mask else None)
     return Answer(prediction, ds.pixel_array, prepared)
 
 
@@ -68,10 +71,26 @@ def test_seg_and_sr_reference_the_image_and_hold_the_answer(tmp_path):
     assert groups[0].reference_type.meaning == "Image Region"
 
 
+def test_secondary_capture_shows_the_contour_and_the_answer_burned_in(tmp_path):
+    path = make_us_dicom(tmp_path / "us.dcm", spacing_mm=0.1)
+    source = pydicom.dcmread(path)
+    written = write_dicom_results(path, answered(path), tmp_path / "out", "resnet18", secondary_capture=True)
+    capture = pydicom.dcmread(next(p for p in written if p.name.endswith(".sc.dcm")))
+    assert capture.SOPClassUID == pydicom.uid.SecondaryCaptureImageStorage and capture.BurnedInAnnotation == "YES"
+    assert capture.StudyInstanceUID == source.StudyInstanceUID and capture.PatientID == source.PatientID
+    picture = capture.pixel_array
+    assert picture.shape == (source.Rows, source.Columns, 3)
+    green = (picture[..., 1] > 200) & (picture[..., 0] < 80)  # the nodule's contour around the ellipse at (240, 180)
+    ys, xs = np.nonzero(green)
+    assert abs(xs.min() - 160) <= 3 and abs(xs.max() - 320) <= 3 and abs(ys.min() - 140) <= 3 and abs(ys.max() - 220) <= 3
+    assert (picture[:8, :, :] == 0).all(axis=-1).mean() > 0.5  # the caption's band across the top
+    assert not [p for p in write_dicom_results(path, answered(path), tmp_path / "plain", "resnet18") if p.name.endswith(".sc.dcm")]
+
+
 @pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy (Debian's dicom3tools) is not installed")
 def test_dciodvfy_finds_no_error(tmp_path):
     path = make_us_dicom(tmp_path / "us.dcm")
-    for written in write_dicom_results(path, answered(path), tmp_path / "out", "resnet18") + \
+    for written in write_dicom_results(path, answered(path), tmp_path / "out", "resnet18", secondary_capture=True) + \
             write_dicom_results(path, answered(path, with_mask=False), tmp_path / "nomask", "resnet18"):
         report = subprocess.run([DCIODVFY, str(written)], capture_output=True, text=True).stderr
         assert not [line for line in report.splitlines() if line.startswith("Error")], (written.name, report)

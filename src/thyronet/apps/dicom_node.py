@@ -1,5 +1,6 @@
 """A DICOM node (pynetdicom): images arrive by C-STORE from a scanner or PACS, each is answered,
-and the answer goes back to a destination as DICOM SR and SEG by C-STORE.
+and the answer goes back to a destination as DICOM SR and SEG (and, when asked, a Secondary
+Capture of the overlay) by C-STORE.
 
 The storage handler only files what arrives (``incoming/``) and answers the sender at once; a
 worker thread then predicts each image and writes its SR and SEG into ``outbox/``, and sends them.
@@ -21,7 +22,7 @@ from pathlib import Path
 import pydicom
 from pydicom.uid import UID
 from pynetdicom import AE, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import Comprehensive3DSRStorage, SegmentationStorage, Verification
+from pynetdicom.sop_class import Comprehensive3DSRStorage, SecondaryCaptureImageStorage, SegmentationStorage, Verification
 
 from thyronet.apps.dicom_out import write_dicom_results
 from thyronet.data.imageio import read_image
@@ -32,7 +33,7 @@ from thyronet.io import atomic_path
 
 log = logging.getLogger(__name__)
 SUCCESS, PROCESSING_FAILURE = 0x0000, 0x0110
-RESULT_CLASSES = (Comprehensive3DSRStorage, SegmentationStorage)  # what the node sends
+RESULT_CLASSES = (Comprehensive3DSRStorage, SegmentationStorage, SecondaryCaptureImageStorage)  # what the node sends
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,9 @@ class DicomNode:
     """Storage SCP and Verification SCP in front of one model, and a storage SCU to the destination."""
 
     def __init__(self, backend: Backend, folder: Path, ae_title: str = "THYRONET",
-                 destination: Destination | None = None) -> None:
+                 destination: Destination | None = None, secondary_capture: bool = False) -> None:
         self.backend, self.folder, self.destination = backend, Path(folder), destination
+        self.secondary_capture = secondary_capture  # also send the overlay picture (dicom_out)
         self.incoming, self.outbox = self.folder / "incoming", self.folder / "outbox"
         self.incoming.mkdir(parents=True, exist_ok=True)
         self.outbox.mkdir(parents=True, exist_ok=True)
@@ -117,7 +119,7 @@ class DicomNode:
             if "PixelData" not in dataset:
                 raise DataError(path, f"SOP Instance {uid} ({UID(dataset.SOPClassUID).name}): no pixel data, nothing to answer")
             answer = predict_image(self.backend, read_image(path), str(path))
-            results = write_dicom_results(path, answer, self.outbox, self.backend.name)
+            results = write_dicom_results(path, answer, self.outbox, self.backend.name, self.secondary_capture)
         except DataError as error:
             log.warning("%s", error.problem if "SOP Instance" in error.problem else f"{path.stem}: {error.problem}")
             return []

@@ -5,7 +5,9 @@
   its long and short axes and area (mm where the image is calibrated, else pixels), the
   calibrated probability of malignancy with the operating threshold and the decision, the
   predicted descriptors, the ACR TI-RADS points and level they imply and the 2017 ACR
-  recommendation for that level and size, and the model's name and version.
+  recommendation for that level and size, and the model's name and version;
+* on request, a Secondary Capture: the frame with the region seen and the nodule's contour drawn
+  in, and the answer written across its top (burned-in), for viewers that show neither SEG nor SR.
 
 Values the DICOM vocabularies have no code for (the probability, the decision, TI-RADS levels and
 recommendations) use the private coding scheme ``99THYRONET``. Every derived value is labelled as
@@ -24,6 +26,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from thyronet import __version__
+from thyronet.apps.explain import frame_overlay
 from thyronet.data.dicom import dataset_spacing_mm
 from thyronet.errors import DataError
 from thyronet.inference.answers import Answer
@@ -47,8 +50,10 @@ def _code(value: str) -> Code:
     return Code(value.upper().replace(" ", "_").replace("-", "_")[:16], SCHEME, value)
 
 
-def write_dicom_results(source_path: Path, answer: Answer, out: Path, model_name: str) -> list[Path]:
-    """SEG (when a nodule mask was predicted) and SR files for one answered DICOM image, in ``out``."""
+def write_dicom_results(source_path: Path, answer: Answer, out: Path, model_name: str,
+                        secondary_capture: bool = False) -> list[Path]:
+    """SEG (when a nodule mask was predicted), SR and, with ``secondary_capture``, the overlay
+    picture for one answered DICOM image, in ``out``."""
     try:
         source = pydicom.dcmread(source_path)
     except Exception as error:  # pydicom raises many kinds
@@ -62,7 +67,31 @@ def write_dicom_results(source_path: Path, answer: Answer, out: Path, model_name
     if mask is not None and mask.any():
         written.append(_save(_segmentation(source, mask > 0, model_name), out / f"{source.SOPInstanceUID}.seg.dcm"))
     written.append(_save(_report(source, answer, found, model_name), out / f"{source.SOPInstanceUID}.sr.dcm"))
+    if secondary_capture and answer.prepared is not None:
+        written.append(_save(_capture(source, answer, model_name), out / f"{source.SOPInstanceUID}.sc.dcm"))
     return written
+
+
+def _capture(source: pydicom.Dataset, answer: Answer, model_name: str) -> hd.sc.SCImage:
+    """The frame as the model saw it (region yellow, nodule green) with its answer burned in."""
+    picture = frame_overlay(answer.frame, answer.prepared)
+    prediction = answer.prediction
+    caption = (f"thyronet {model_name}: P(malignant) {prediction.probability:.2f}, {prediction.decision} "
+               "- decision support, not a diagnosis")
+    scale = max(0.35, picture.shape[1] / 1600)  # legible on a small frame, not oversized on a large one
+    height = int(28 * scale) + 8
+    cv2.rectangle(picture, (0, 0), (picture.shape[1] - 1, height), (0, 0, 0), -1)
+    cv2.putText(picture, caption, (4, height - 6), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    capture = hd.sc.SCImage.from_ref_dataset(
+        source, picture, hd.PhotometricInterpretationValues.RGB, 8, hd.CoordinateSystemNames.PATIENT,
+        series_instance_uid=hd.UID(), series_number=9003, sop_instance_uid=hd.UID(), instance_number=1,
+        manufacturer="thyronet", patient_orientation=("L", "F"), series_description=f"thyronet {model_name} overlay")
+    # highdicom asks for an orientation; the picture has the source's, as it has its laterality
+    # (both Type 2: empty where unknown)
+    capture.PatientOrientation = source.get("PatientOrientation", "")
+    capture.Laterality = source.get("Laterality", "")
+    capture.BurnedInAnnotation = "YES"
+    return capture
 
 
 def _save(dataset: pydicom.Dataset, path: Path) -> Path:

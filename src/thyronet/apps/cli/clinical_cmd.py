@@ -43,6 +43,8 @@ def _predict(args: argparse.Namespace) -> int:
     from thyronet.apps.report import write_report
     from thyronet.inference.answers import format_predictions, write_predictions
 
+    if args.secondary_capture and not args.dicom_out:
+        raise ThyronetError("--secondary-capture goes with --dicom-out DIR (it is written beside the SR and SEG)")
     backend, inputs = _backend(args)
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
         return _predict_archive(args, backend, inputs)
@@ -65,7 +67,7 @@ def _predict(args: argparse.Namespace) -> int:
         write_report(Path(args.report), backend, overlays(backend, answers, "gradcam"), nodules)
         print(f"wrote {args.report}")
     if args.dicom_out:
-        _write_dicom(answers, Path(args.dicom_out), backend.name)
+        _write_dicom(answers, Path(args.dicom_out), backend.name, args.secondary_capture)
     return 0 if all(p.error is None for p in predictions) else 1
 
 
@@ -94,8 +96,9 @@ def _predict_archive(args: argparse.Namespace, backend, inputs: list[str]) -> in
     return 0
 
 
-def _write_dicom(answers, out: Path, model_name: str) -> None:
-    """DICOM SEG and SR beside every answered DICOM input; other inputs are said to have none."""
+def _write_dicom(answers, out: Path, model_name: str, secondary_capture: bool) -> None:
+    """DICOM SEG and SR (and the overlay's Secondary Capture) beside every answered DICOM input;
+    other inputs are said to have none."""
     from thyronet.apps.dicom_out import write_dicom_results
     from thyronet.data.imageio import is_dicom
     from thyronet.errors import DataError
@@ -108,7 +111,7 @@ def _write_dicom(answers, out: Path, model_name: str) -> None:
             print(f"{source}: not a DICOM file: no SR or SEG written")
             continue
         try:
-            for path in write_dicom_results(source, answer, out, model_name):
+            for path in write_dicom_results(source, answer, out, model_name, secondary_capture):
                 print(f"wrote {path}")
         except DataError as error:
             print(f"{error.path}: no SR or SEG written: {error.problem}", file=sys.stderr)
@@ -214,6 +217,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     predict.add_argument("--nodules-out", metavar="CSV", help="write one row per nodule (implies --group-by case)")
     predict.add_argument("--dicom-out", metavar="DIR", help="for DICOM inputs, write a DICOM SEG of the nodule and a DICOM SR "
                          "(TID 1500: probability, decision, descriptors, TI-RADS, size, ACR recommendation) here")
+    predict.add_argument("--secondary-capture", action="store_true", help="with --dicom-out, also a Secondary Capture: "
+                         "the frame with the nodule's contour and the answer burned in, for viewers that show neither SEG nor SR")
     predict.add_argument("--box", metavar="X0,Y0,X1,Y1", help="the nodule's box in input pixels, instead of the predicted one "
                          "(region-of-interest models)")
     predict.add_argument("--refuse-ood", action="store_true", help="refuse, instead of warning about, inputs unlike the "

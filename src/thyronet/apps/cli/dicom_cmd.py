@@ -12,7 +12,7 @@ def _dicom_node(args: argparse.Namespace) -> int:
     from thyronet.inference.backends import load_backend
 
     destination = Destination.parse(args.send_to) if args.send_to else None
-    node = DicomNode(load_backend(args.model), Path(args.folder), args.ae_title, destination)
+    node = DicomNode(load_backend(args.model), Path(args.folder), args.ae_title, destination, args.secondary_capture)
     if args.retry:
         left = node.flush()
         print(f"outbox {node.outbox}: {left} result(s) not sent" if left else f"outbox {node.outbox}: everything sent")
@@ -34,5 +34,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     node.add_argument("--port", type=int, default=11112)
     node.add_argument("--send-to", metavar="HOST:PORT:AET", help="where the SR and SEG go (a PACS); without it they stay in the outbox")
     node.add_argument("--folder", default="dicom-node", help="incoming images and the outbox (default: %(default)s)")
+    node.add_argument("--secondary-capture", action="store_true", help="also send a Secondary Capture: the frame with "
+                      "the nodule's contour and the answer burned in, for viewers that show neither SEG nor SR")
     node.add_argument("--retry", action="store_true", help="send what is in the outbox to --send-to, then exit")
     node.set_defaults(handler=_dicom_node)
