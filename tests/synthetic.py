@@ -164,12 +164,14 @@ def make_busi(root: Path, benign: int = 5, malignant: int = 4, normal: int = 2,
 
 
 def make_us_dicom(path: Path, spacing_mm: float = 0.1, rows: int = 360, cols: int = 480,
-                  nodule: tuple[int, int, int, int] = (240, 180, 80, 40)) -> Path:
+                  nodule: tuple[int, int, int, int] = (240, 180, 80, 40), study_uid: str | None = None,
+                  series_uid: str | None = None) -> Path:
     """A calibrated Ultrasound Image Storage file with a darker elliptical nodule at (cx, cy,
-    semi-axis x, semi-axis y)."""
+    semi-axis x, semi-axis y), in a study and series of its own unless the UIDs name them."""
     from thyronet.data.dicom import write_ultrasound
 
     image = cv2.resize(ultrasound_image(3, True), (cols, rows))
     cx, cy, ax, ay = nodule
     cv2.ellipse(image, (cx, cy), (ax, ay), 0, 0, 360, 25, -1)
-    return write_ultrasound(path, image, spacing_mm, patient_id="THYRONET-TEST")
+    return write_ultrasound(path, image, spacing_mm, patient_id="THYRONET-TEST", study_uid=study_uid,
+                            series_uid=series_uid)

@@ -3,6 +3,7 @@ PACS; the SR and SEG must arrive in Orthanc, and bad objects or a PACS that is d
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -13,7 +14,9 @@ import threading
 import time
 from pathlib import Path
 
+import highdicom as hd
 import httpx
+import pydicom
 import pytest
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, generate_uid
@@ -97,6 +100,16 @@ def modalities(base: str) -> list[str]:
                   for uid in httpx.get(f"{base}/instances", timeout=5).json())
 
 
+def instances(base: str, modality: str) -> list[pydicom.Dataset]:
+    """The data sets of that modality stored in Orthanc."""
+    found = []
+    for uid in httpx.get(f"{base}/instances", timeout=5).json():
+        dataset = pydicom.dcmread(io.BytesIO(httpx.get(f"{base}/instances/{uid}/file", timeout=5).content))
+        if dataset.Modality == modality:
+            found.append(dataset)
+    return found
+
+
 def no_pixels(path: Path) -> Path:
     """A non-image object (a text SR) that a node must accept and leave unanswered."""
     meta = FileMetaDataset()
@@ -121,15 +134,22 @@ def abort_association(port: int) -> None:
 def test_images_in_by_c_store_answers_out_as_sr_and_seg(region_run, orthanc, tmp_path):
     base, pacs_port = orthanc
     port = free_port()
-    node = start_node(region_run, tmp_path / "node", port, f"127.0.0.1:{pacs_port}:ORTHANC", "--secondary-capture")
+    node = start_node(region_run, tmp_path / "node", port, f"127.0.0.1:{pacs_port}:ORTHANC", "--secondary-capture",
+                      "--per-series", "1")
     try:
         store(no_pixels(tmp_path / "text.dcm"), port)  # accepted, logged, not answered
         abort_association(port)  # logged; the node goes on serving
-        store(make_us_dicom(tmp_path / "us.dcm"), port)
-        arrived = wait_until(lambda: (m := modalities(base)) and len(m) >= 3 and m, 120)
+        study, series = generate_uid(), generate_uid()  # two views of one nodule, sent one association each
+        for view in ("a", "b"):
+            store(make_us_dicom(tmp_path / f"{view}.dcm", study_uid=study, series_uid=series), port)
+        arrived = wait_until(lambda: (m := modalities(base)) and len(m) >= 6 and m, 120)
     finally:
         log = stop(node)
-    assert arrived == ["OT", "SEG", "SR"], log  # the overlay's Secondary Capture, the SEG and the SR
+    assert arrived == ["OT", "OT", "SEG", "SEG", "SR", "SR"], log  # per view: the overlay, the SEG and the SR
+    findings = [hd.sr.Comprehensive3DSR.from_dataset(dataset).content.get_planar_roi_measurement_groups()[0]
+                for dataset in instances(base, "SR")]
+    assert findings[0].tracking_uid == findings[1].tracking_uid, log  # one nodule: the same finding in both SRs
+    assert f"series {series}: one nodule from 2 view(s)" in log
     assert "no pixel data, nothing to answer" in log and "aborted" in log and "Traceback" not in log
     assert not list((tmp_path / "node" / "outbox").glob("*.dcm"))  # everything sent
 

@@ -18,6 +18,7 @@ from thyronet.data.dicom import pixel_spacing_mm
 from thyronet.data.preprocess import Geometry
 from thyronet.inference.answers import Answer, Prediction
 from thyronet.inference.measure import findings
+from thyronet.inference.nodules import NoduleAnswer
 from thyronet.inference.predictor import PreparedInput
 
 DCIODVFY = shutil.which("dciodvfy")
@@ -87,10 +88,36 @@ def test_secondary_capture_shows_the_contour_and_the_answer_burned_in(tmp_path):
     assert not [p for p in write_dicom_results(path, answered(path), tmp_path / "plain", "resnet18") if p.name.endswith(".sc.dcm")]
 
 
+def test_views_of_one_nodule_share_its_tracking_uid_and_answer(tmp_path):
+    first, second = (make_us_dicom(tmp_path / f"{name}.dcm", series_uid="1.2.3.4") for name in ("a", "b"))
+    views = [answered(first), answered(second)]
+    views[1].prediction.probability = 0.41
+    nodule = NoduleAnswer("1.2.3.4", views, 0.61, "benign", views[0])
+    groups = []
+    for path, view in zip((first, second), views, strict=True):
+        sr_path = next(p for p in write_dicom_results(path, view, tmp_path / "out", "resnet18", nodule=nodule)
+                       if p.name.endswith(".sr.dcm"))
+        groups.append(hd.sr.srread(sr_path).content.get_planar_roi_measurement_groups()[0])
+    assert groups[0].tracking_uid == groups[1].tracking_uid and "1.2.3.4" in groups[0].tracking_identifier
+    for group, view in zip(groups, views, strict=True):
+        values = {m.name.meaning: m.value for m in group.get_measurements()}
+        assert values["Probability of malignancy (model)"] == pytest.approx(view.prediction.probability)
+        assert values["Probability of malignancy, nodule: mean of its views (model)"] == pytest.approx(0.61)
+        assert values["Views of the nodule answered"] == 2
+        evaluations = {e.name.meaning: e.value.meaning for e in group.get_qualitative_evaluations()}
+        assert evaluations["Decision for the nodule at the threshold (model)"] == "benign"
+    alone = [hd.sr.srread(next(p for p in write_dicom_results(path, answered(path), tmp_path / f"alone-{path.stem}", "resnet18")
+                               if p.name.endswith(".sr.dcm"))).content.get_planar_roi_measurement_groups()[0]
+             for path in (first, second)]
+    assert alone[0].tracking_uid != alone[1].tracking_uid  # images answered alone: findings of their own
+
+
 @pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy (Debian's dicom3tools) is not installed")
 def test_dciodvfy_finds_no_error(tmp_path):
     path = make_us_dicom(tmp_path / "us.dcm")
-    for written in write_dicom_results(path, answered(path), tmp_path / "out", "resnet18", secondary_capture=True) + \
+    view = answered(path)
+    nodule = NoduleAnswer("1.2.3.4", [view], 0.81, "malignant", view)
+    for written in write_dicom_results(path, view, tmp_path / "out", "resnet18", secondary_capture=True, nodule=nodule) + \
             write_dicom_results(path, answered(path, with_mask=False), tmp_path / "nomask", "resnet18"):
         report = subprocess.run([DCIODVFY, str(written)], capture_output=True, text=True).stderr
         assert not [line for line in report.splitlines() if line.startswith("Error")], (written.name, report)

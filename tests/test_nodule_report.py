@@ -99,10 +99,15 @@ def test_views_of_one_nodule_give_one_answer(tiny_run, training_ddti, tmp_path, 
     first = write_ultrasound(tmp_path / "a.dcm", frame, 0.1, series_uid="1.2.3.4")
     second = write_ultrasound(tmp_path / "b.dcm", frame[::-1].copy(), 0.1, series_uid="1.2.3.4")
     report = tmp_path / "series.html"
-    assert main(["predict", str(tiny_run), str(first), str(second), "--group-by", "series", "--report", str(report)]) == 0
+    assert main(["predict", str(tiny_run), str(first), str(second), "--group-by", "series", "--report", str(report),
+                 "--dicom-out", str(tmp_path / "dicom")]) == 0
     out = capsys.readouterr().out
     assert "nodule 1.2.3.4:" in out and "(2 of 2 views" in out
     page = report.read_text()  # the nodule's row shows both views side by side, then every image with its heat map
     nodule_row = page.split("<h2>Nodules</h2>")[1].split("<h2>Images</h2>")[0]
     assert "1.2.3.4" in nodule_row and "2 of 2 views answered" in nodule_row
     assert nodule_row.count("<img class='view'") == 2 and "a.dcm: " in nodule_row and "b.dcm: " in nodule_row
+    import highdicom as hd  # each view's SR names the same finding
+
+    groups = [hd.sr.srread(p).content.get_image_measurement_groups()[0] for p in sorted((tmp_path / "dicom").glob("*.sr.dcm"))]
+    assert len(groups) == 2 and groups[0].tracking_uid == groups[1].tracking_uid

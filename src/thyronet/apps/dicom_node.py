@@ -3,7 +3,9 @@ and the answer goes back to a destination as DICOM SR and SEG (and, when asked, 
 Capture of the overlay) by C-STORE.
 
 The storage handler only files what arrives (``incoming/``) and answers the sender at once; a
-worker thread then predicts each image and writes its SR and SEG into ``outbox/``, and sends them.
+worker thread then predicts each image and writes its SR and SEG into ``outbox/``, and sends them;
+with ``series_wait``, it holds a series' answers until no image of it has arrived for that long,
+then writes them as the views of one nodule (``inference.nodules``).
 Nothing is lost and nothing stops the node: an object without pixels, of a non-image SOP class,
 or that cannot be decoded is one log line naming its SOP Instance UID and the reason; results that
 could not be sent (the destination is down, refuses them) stay in ``outbox/`` and are sent again
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +30,9 @@ from pynetdicom.sop_class import Comprehensive3DSRStorage, SecondaryCaptureImage
 from thyronet.apps.dicom_out import write_dicom_results
 from thyronet.data.imageio import read_image
 from thyronet.errors import DataError, ThyronetError
-from thyronet.inference.answers import predict_image
+from thyronet.inference.answers import Answer, predict_image
 from thyronet.inference.backends import Backend
+from thyronet.inference.nodules import NoduleAnswer
 from thyronet.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -55,9 +59,14 @@ class DicomNode:
     """Storage SCP and Verification SCP in front of one model, and a storage SCU to the destination."""
 
     def __init__(self, backend: Backend, folder: Path, ae_title: str = "THYRONET",
-                 destination: Destination | None = None, secondary_capture: bool = False) -> None:
+                 destination: Destination | None = None, secondary_capture: bool = False,
+                 series_wait: float | None = None) -> None:
         self.backend, self.folder, self.destination = backend, Path(folder), destination
         self.secondary_capture = secondary_capture  # also send the overlay picture (dicom_out)
+        # None: answer each image alone; else answer a series as one nodule once no image of it
+        # has arrived for this many seconds (a series' images come one association after another)
+        self.series_wait = series_wait
+        self.series: dict[str, tuple[float, list[tuple[Path, Answer]]]] = {}  # series UID: (last arrival, views)
         self.incoming, self.outbox = self.folder / "incoming", self.folder / "outbox"
         self.incoming.mkdir(parents=True, exist_ok=True)
         self.outbox.mkdir(parents=True, exist_ok=True)
@@ -105,29 +114,74 @@ class DicomNode:
 
     # -- answering ---------------------------------------------------------------------------
     def _work(self) -> None:
-        while (path := self.work.get()) is not None:
+        timeout = None if self.series_wait is None else 0.5
+        while True:
             try:
-                self.answer(path)
-            except Exception as error:  # a network or file error of any kind: logged, and the node goes on
-                log.warning("SOP Instance %s: %s: %s", path.stem, error.__class__.__name__, error)
+                path = self.work.get(timeout=timeout)
+            except queue.Empty:  # nothing new: look for series that are complete
+                self._guarded("a series", self.answer_series)
+                continue
+            if path is None:  # stopping: what waits for its series is answered now
+                self._guarded("the last series", self.answer_series, True)
+                return
+            self._guarded(f"SOP Instance {path.stem}", self.answer, path)
+            if self.series_wait is not None:
+                self._guarded("a series", self.answer_series)
+
+    @staticmethod
+    def _guarded(what: str, step, *args) -> None:
+        try:
+            step(*args)
+        except Exception as error:  # a network or file error of any kind: logged, and the node goes on
+            log.warning("%s: %s: %s", what, error.__class__.__name__, error)
 
     def answer(self, path: Path) -> list[Path]:
-        """Predict one received image, write its SR and SEG to the outbox and send the outbox."""
+        """Predict one received image; alone, write its results to the outbox and send the outbox;
+        by series, keep its answer until its series is complete (:meth:`answer_series`)."""
         try:
             dataset = pydicom.dcmread(path, defer_size="1 KB")  # the header; pixel data stays on disk until decoded
             uid = str(dataset.SOPInstanceUID)
             if "PixelData" not in dataset:
                 raise DataError(path, f"SOP Instance {uid} ({UID(dataset.SOPClassUID).name}): no pixel data, nothing to answer")
             answer = predict_image(self.backend, read_image(path), str(path))
-            results = write_dicom_results(path, answer, self.outbox, self.backend.name, self.secondary_capture)
         except DataError as error:
             log.warning("%s", error.problem if "SOP Instance" in error.problem else f"{path.stem}: {error.problem}")
             return []
         except Exception as error:  # the node keeps serving whatever one object does
             log.warning("SOP Instance %s: not answered (%s: %s)", path.stem, error.__class__.__name__, error)
             return []
-        log.info("SOP Instance %s: P(malignant) %.3f, %s; %d result object(s)", uid, answer.prediction.probability,
-                 answer.prediction.decision, len(results))
+        log.info("SOP Instance %s: P(malignant) %.3f, %s", uid, answer.prediction.probability, answer.prediction.decision)
+        if self.series_wait is None:
+            return self._deliver([(path, answer)])
+        series = str(dataset.get("SeriesInstanceUID", uid))
+        views = self.series.pop(series, (0.0, []))[1]
+        self.series[series] = (time.monotonic(), [*views, (path, answer)])
+        return []
+
+    def answer_series(self, everything: bool = False) -> list[Path]:
+        """Answer each series no image of which arrived for ``series_wait`` seconds (all of them
+        with ``everything``) as one nodule, and send the results."""
+        now, results = time.monotonic(), []
+        for series, (last, _) in list(self.series.items()):
+            if everything or now - last >= self.series_wait:
+                results += self._deliver(self.series.pop(series)[1], series)
+        return results
+
+    def _deliver(self, views: list[tuple[Path, Answer]], series: str | None = None) -> list[Path]:
+        """Write each view's results to the outbox (with the nodule's combined answer for a series),
+        then send the outbox."""
+        nodule = None
+        if series is not None:
+            nodule = NoduleAnswer.combine(self.backend, series, [answer for _, answer in views])
+            log.info("series %s: one nodule from %d view(s): P(malignant) %.3f, %s", series, len(views),
+                     nodule.probability, nodule.decision)
+        results = []
+        for path, answer in views:
+            try:
+                results += write_dicom_results(path, answer, self.outbox, self.backend.name, self.secondary_capture, nodule)
+            except Exception as error:  # the node keeps serving whatever one object does
+                log.warning("SOP Instance %s: not written (%s: %s)", path.stem, error.__class__.__name__, error)
+        log.info("%d result object(s) written", len(results))
         self.flush()  # network errors propagate to the worker loop, which logs them; the results stay in the outbox
         return results
 

@@ -5,7 +5,10 @@
   its long and short axes and area (mm where the image is calibrated, else pixels), the
   calibrated probability of malignancy with the operating threshold and the decision, the
   predicted descriptors, the ACR TI-RADS points and level they imply and the 2017 ACR
-  recommendation for that level and size, and the model's name and version;
+  recommendation for that level and size, and the model's name and version; when the image is one
+  view of a nodule answered across its views (``predict --group-by``, ``dicom-node --per-series``),
+  also the nodule's probability (the mean of its views') and decision, and every view's SR
+  carries the same tracking identifier and UID, DICOM's way of saying "the same finding";
 * on request, a Secondary Capture: the frame with the region seen and the nodule's contour drawn
   in, and the answer written across its top (burned-in), for viewers that show neither SEG nor SR.
 
@@ -24,6 +27,7 @@ import numpy as np
 import pydicom
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
+from pydicom.uid import generate_uid
 
 from thyronet import __version__
 from thyronet.apps.explain import frame_overlay
@@ -31,12 +35,16 @@ from thyronet.data.dicom import dataset_spacing_mm
 from thyronet.errors import DataError
 from thyronet.inference.answers import Answer
 from thyronet.inference.measure import NoduleFindings, findings
+from thyronet.inference.nodules import NoduleAnswer
 from thyronet.io import atomic_path
 
 SCHEME = "99THYRONET"
 PROBABILITY = Code("MALIGNANCY_P", SCHEME, "Probability of malignancy (model)")
 THRESHOLD = Code("THRESHOLD", SCHEME, "Operating threshold (model)")
 DECISION = Code("DECISION", SCHEME, "Decision at the operating threshold (model)")
+NODULE_PROBABILITY = Code("NODULE_P", SCHEME, "Probability of malignancy, nodule: mean of its views (model)")
+NODULE_DECISION = Code("NODULE_DECISION", SCHEME, "Decision for the nodule at the threshold (model)")
+VIEWS = Code("VIEWS", SCHEME, "Views of the nodule answered")
 TIRADS_POINTS = Code("TIRADS_POINTS", SCHEME, "ACR TI-RADS points from predicted descriptors")
 TIRADS_LEVEL = Code("TIRADS_LEVEL", SCHEME, "ACR TI-RADS level from predicted descriptors")
 RECOMMENDATION = Code("ACR_RECOMMENDATION", SCHEME, "ACR TI-RADS 2017 recommendation (derived)")
@@ -51,9 +59,10 @@ def _code(value: str) -> Code:
 
 
 def write_dicom_results(source_path: Path, answer: Answer, out: Path, model_name: str,
-                        secondary_capture: bool = False) -> list[Path]:
+                        secondary_capture: bool = False, nodule: NoduleAnswer | None = None) -> list[Path]:
     """SEG (when a nodule mask was predicted), SR and, with ``secondary_capture``, the overlay
-    picture for one answered DICOM image, in ``out``."""
+    picture for one answered DICOM image, in ``out``; ``nodule``: the nodule this image is a view
+    of, whose combined answer its SR then carries too."""
     try:
         source = pydicom.dcmread(source_path)
     except Exception as error:  # pydicom raises many kinds
@@ -66,7 +75,7 @@ def write_dicom_results(source_path: Path, answer: Answer, out: Path, model_name
     mask = answer.prepared.nodule_mask if answer.prepared is not None else None
     if mask is not None and mask.any():
         written.append(_save(_segmentation(source, mask > 0, model_name), out / f"{source.SOPInstanceUID}.seg.dcm"))
-    written.append(_save(_report(source, answer, found, model_name), out / f"{source.SOPInstanceUID}.sr.dcm"))
+    written.append(_save(_report(source, answer, found, model_name, nodule), out / f"{source.SOPInstanceUID}.sr.dcm"))
     if secondary_capture and answer.prepared is not None:
         written.append(_save(_capture(source, answer, model_name), out / f"{source.SOPInstanceUID}.sc.dcm"))
     return written
@@ -123,7 +132,17 @@ def _contour(mask: np.ndarray) -> np.ndarray:
     return np.vstack([points, points[:1]])  # a closed polyline
 
 
-def _report(source: pydicom.Dataset, answer: Answer, found: NoduleFindings, model_name: str) -> hd.sr.Comprehensive3DSR:
+def _tracking(nodule: NoduleAnswer | None) -> hd.sr.TrackingIdentifier:
+    """One finding's identifier: the same UID for every view of a nodule (derived from its key, so
+    that each view's SR names it alike however they were written), else a fresh one."""
+    if nodule is None:
+        return hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="nodule 1")
+    return hd.sr.TrackingIdentifier(uid=generate_uid(entropy_srcs=["thyronet nodule", nodule.nodule]),
+                                    identifier=f"nodule {nodule.nodule}"[:64])
+
+
+def _report(source: pydicom.Dataset, answer: Answer, found: NoduleFindings, model_name: str,
+            nodule: NoduleAnswer | None = None) -> hd.sr.Comprehensive3DSR:
     prediction = answer.prediction
     algorithm = hd.sr.AlgorithmIdentification(name=f"thyronet {model_name}", version=__version__)
     unit = codes.UCUM.Millimeter if found.measurement and found.measurement.unit == "mm" else Code("{pixels}", "UCUM", "pixels")
@@ -147,8 +166,13 @@ def _report(source: pydicom.Dataset, answer: Answer, found: NoduleFindings, mode
         evaluations.append(hd.sr.QualitativeEvaluation(TIRADS_LEVEL, _code(prediction.tirads_level)))
     if found.recommendation is not None:
         evaluations.append(hd.sr.QualitativeEvaluation(RECOMMENDATION, _code(found.recommendation.action)))
+    if nodule is not None and nodule.probability is not None:
+        measurements += [hd.sr.Measurement(name=NODULE_PROBABILITY, value=round(nodule.probability, 6), unit=UNITLESS,
+                                           algorithm_id=algorithm),
+                         hd.sr.Measurement(name=VIEWS, value=len(nodule.answered), unit=UNITLESS, algorithm_id=algorithm)]
+        evaluations.append(hd.sr.QualitativeEvaluation(NODULE_DECISION, _code(nodule.decision)))
     mask = answer.prepared.nodule_mask if answer.prepared is not None else None
-    tracking = hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="nodule 1")
+    tracking = _tracking(nodule)
     if mask is not None and mask.any():
         region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=_contour(mask > 0),
                                    source_image=hd.sr.SourceImageForRegion.from_source_image(source))

@@ -38,6 +38,15 @@ class NoduleAnswer:
     def answered(self) -> list[Answer]:
         return [view for view in self.views if view.prediction.error is None]
 
+    @classmethod
+    def combine(cls, backend: Backend, nodule: str, views: list[Answer]) -> NoduleAnswer:
+        """One nodule's answer from its views: the mean of the answered views' probabilities, its
+        decision at the backend's threshold, and the clearest view to show."""
+        answered = [v for v in views if v.prediction.error is None]
+        probability = float(np.mean([v.prediction.probability for v in answered])) if answered else None
+        decision = backend.calibration.decide(probability) if probability is not None else None
+        return cls(nodule, views, probability, decision, max(answered, key=_clearest, default=None))
+
 
 def grouping(rule: str) -> Callable[[Answer], str]:
     """The nodule key of an answer under ``rule``: ``case`` (the source's case or group column),
@@ -79,13 +88,7 @@ def group_answers(backend: Backend, answers: Sequence[Answer], rule: str = "case
     groups: dict[str, list[Answer]] = {}
     for answer in answers:
         groups.setdefault(key(answer), []).append(answer)
-    nodules = []
-    for name, views in groups.items():
-        answered = [v for v in views if v.prediction.error is None]
-        probability = float(np.mean([v.prediction.probability for v in answered])) if answered else None
-        decision = backend.calibration.decide(probability) if probability is not None else None
-        nodules.append(NoduleAnswer(name, views, probability, decision, max(answered, key=_clearest, default=None)))
-    return nodules
+    return [NoduleAnswer.combine(backend, name, views) for name, views in groups.items()]
 
 
 def _clearest(view: Answer) -> tuple[int, float]:

@@ -67,7 +67,7 @@ def _predict(args: argparse.Namespace) -> int:
         write_report(Path(args.report), backend, overlays(backend, answers, "gradcam"), nodules)
         print(f"wrote {args.report}")
     if args.dicom_out:
-        _write_dicom(answers, Path(args.dicom_out), backend.name, args.secondary_capture)
+        _write_dicom(answers, Path(args.dicom_out), backend.name, args.secondary_capture, nodules)
     return 0 if all(p.error is None for p in predictions) else 1
 
 
@@ -96,13 +96,15 @@ def _predict_archive(args: argparse.Namespace, backend, inputs: list[str]) -> in
     return 0
 
 
-def _write_dicom(answers, out: Path, model_name: str, secondary_capture: bool) -> None:
-    """DICOM SEG and SR (and the overlay's Secondary Capture) beside every answered DICOM input;
-    other inputs are said to have none."""
+def _write_dicom(answers, out: Path, model_name: str, secondary_capture: bool, nodules=()) -> None:
+    """DICOM SEG and SR (and the overlay's Secondary Capture) beside every answered DICOM input,
+    each SR with its nodule's combined answer when ``nodules`` groups them; other inputs are said
+    to have none."""
     from thyronet.apps.dicom_out import write_dicom_results
     from thyronet.data.imageio import is_dicom
     from thyronet.errors import DataError
 
+    nodule_of = {id(view): nodule for nodule in nodules for view in nodule.views}
     for answer in answers:
         source = Path(answer.prediction.input.split("#")[0])
         if answer.prediction.error:
@@ -111,7 +113,7 @@ def _write_dicom(answers, out: Path, model_name: str, secondary_capture: bool) -
             print(f"{source}: not a DICOM file: no SR or SEG written")
             continue
         try:
-            for path in write_dicom_results(source, answer, out, model_name, secondary_capture):
+            for path in write_dicom_results(source, answer, out, model_name, secondary_capture, nodule_of.get(id(answer))):
                 print(f"wrote {path}")
         except DataError as error:
             print(f"{error.path}: no SR or SEG written: {error.problem}", file=sys.stderr)

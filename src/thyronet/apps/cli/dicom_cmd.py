@@ -12,7 +12,8 @@ def _dicom_node(args: argparse.Namespace) -> int:
     from thyronet.inference.backends import load_backend
 
     destination = Destination.parse(args.send_to) if args.send_to else None
-    node = DicomNode(load_backend(args.model), Path(args.folder), args.ae_title, destination, args.secondary_capture)
+    node = DicomNode(load_backend(args.model), Path(args.folder), args.ae_title, destination, args.secondary_capture,
+                     args.per_series)
     if args.retry:
         left = node.flush()
         print(f"outbox {node.outbox}: {left} result(s) not sent" if left else f"outbox {node.outbox}: everything sent")
@@ -36,5 +37,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     node.add_argument("--folder", default="dicom-node", help="incoming images and the outbox (default: %(default)s)")
     node.add_argument("--secondary-capture", action="store_true", help="also send a Secondary Capture: the frame with "
                       "the nodule's contour and the answer burned in, for viewers that show neither SEG nor SR")
+    node.add_argument("--per-series", type=float, metavar="SECONDS", help="answer a series as one nodule (the mean of "
+                      "its views, the same finding in every view's SR) once no image of it has arrived for SECONDS")
     node.add_argument("--retry", action="store_true", help="send what is in the outbox to --send-to, then exit")
     node.set_defaults(handler=_dicom_node)
