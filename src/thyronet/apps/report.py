@@ -40,7 +40,7 @@ def nodule_rows(nodules: Sequence[NoduleAnswer], pictures: dict[int, np.ndarray 
     for nodule in nodules:
         views = []
         for view in nodule.views:
-            caption = html.escape(Path(view.prediction.input.split("#")[0]).name)
+            caption = html.escape(view.prediction.source_file.name)
             if view.prediction.error:
                 views.append(f"<figure><figcaption>{caption}: <span class='err'>not answered</span></figcaption></figure>")
                 continue
@@ -94,7 +94,7 @@ against the operating threshold.</p>
             details += (f"<br><small>predicted: {html.escape(prediction.description)}; ACR TI-RADS "
                         f"{prediction.tirads_points} points ({prediction.tirads_level}), derived from the model's "
                         "descriptor predictions</small>")
-        found = findings(answer, spacing_mm(Path(prediction.input.split("#")[0])))
+        found = findings(answer, spacing_mm(prediction.source_file))
         if found.measurement is not None:
             size = found.measurement
             calibrated = "" if size.unit == "mm" else " (no calibration: pixels)"

@@ -54,6 +54,11 @@ class Prediction:
     warning: str | None = None
     error: str | None = None
 
+    @property
+    def source_file(self) -> Path:
+        """The input's file: ``input`` less the ``#frame`` that names one frame of a multi-frame file."""
+        return Path(self.input.partition("#")[0])
+
 
 @dataclass
 class Answer:

@@ -65,7 +65,7 @@ def grouping(rule: str) -> Callable[[Answer], str]:
             raise ThyronetError(f"--group-by {rule!r}: not a regular expression ({error})") from None
 
         def by_pattern(answer: Answer) -> str:
-            name = Path(answer.prediction.input.split("#")[0]).name
+            name = answer.prediction.source_file.name
             found = pattern.search(name)
             return (found.group(1) if found.groups() else found.group(0)) if found else name
 
@@ -76,7 +76,7 @@ def grouping(rule: str) -> Callable[[Answer], str]:
 def _series(answer: Answer) -> str:
     import pydicom
 
-    path = Path(answer.prediction.input.split("#")[0])
+    path = answer.prediction.source_file
     if path.is_file() and is_dicom(path):
         return str(pydicom.dcmread(path, stop_before_pixels=True).get("SeriesInstanceUID", path))
     return answer.prediction.input

@@ -106,7 +106,7 @@ def _write_dicom(answers, out: Path, model_name: str, secondary_capture: bool, n
 
     nodule_of = {id(view): nodule for nodule in nodules for view in nodule.views}
     for answer in answers:
-        source = Path(answer.prediction.input.split("#")[0])
+        source = answer.prediction.source_file
         if answer.prediction.error:
             continue
         if not is_dicom(source):
