@@ -154,7 +154,7 @@ class DicomNode:
         if self.series_wait is None:
             return self._deliver([(path, answer)])
         series = str(dataset.get("SeriesInstanceUID", uid))
-        views = self.series.pop(series, (0.0, []))[1]
+        _, views = self.series.get(series, (0.0, []))
         self.series[series] = (time.monotonic(), [*views, (path, answer)])
         return []
 

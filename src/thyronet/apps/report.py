@@ -33,6 +33,11 @@ def png_data_uri(array: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def decision_class(decision: str | None) -> str:
+    """The CSS class that colours a decision."""
+    return "mal" if decision == "malignant" else "ben"
+
+
 def nodule_rows(nodules: Sequence[NoduleAnswer], pictures: dict[int, np.ndarray | None]) -> list[str]:
     """One row per nodule: its combined answer, then its views side by side, each with its own
     probability (``pictures``: each answer's frame with region and contour, by ``id``)."""
@@ -51,8 +56,7 @@ def nodule_rows(nodules: Sequence[NoduleAnswer], pictures: dict[int, np.ndarray 
         if nodule.probability is None:
             answer = "<td colspan='2' class='err'>no view could be answered</td>"
         else:
-            css = "mal" if nodule.decision == "malignant" else "ben"
-            answer = f"<td class='{css}'>{nodule.decision}</td><td>{nodule.probability:.2f}</td>"
+            answer = f"<td class='{decision_class(nodule.decision)}'>{nodule.decision}</td><td>{nodule.probability:.2f}</td>"
         rows.append(f"<tr><td>{html.escape(nodule.nodule)}<br><small>{len(nodule.answered)} of {len(nodule.views)} "
                     f"views answered</small></td><td class='views'>{''.join(views)}</td>{answer}</tr>")
     return rows
@@ -103,9 +107,8 @@ against the operating threshold.</p>
         if found.recommendation is not None:
             details += (f"<br><small>ACR TI-RADS 2017: {html.escape(found.recommendation.action)} "
                         f"({html.escape(found.recommendation.reason)}), derived from predictions</small>")
-        css = "mal" if prediction.decision == "malignant" else "ben"
         rows.append(
-            f"<tr><td>{name}{details}</td><td>{images}</td><td class='{css}'>{prediction.decision}</td>"
+            f"<tr><td>{name}{details}</td><td>{images}</td><td class='{decision_class(prediction.decision)}'>{prediction.decision}</td>"
             f"<td>{prediction.probability:.2f}</td></tr>"
         )
     sensitivity = "n/a" if calibration.val_sensitivity is None else f"{calibration.val_sensitivity:.2f}"
