@@ -27,7 +27,7 @@ from synthetic import make_us_dicom
 
 ORTHANC, STORESCU, ECHOSCU = shutil.which("Orthanc"), shutil.which("storescu"), shutil.which("echoscu")
 THYRONET = shutil.which("thyronet", path=str(Path(sys.executable).parent)) or shutil.which("thyronet")
-pytestmark = pytest.mark.skipif(not (ORTHANC and STORESCU and ECHOSCU and THYRONET),
+needs_pacs = pytest.mark.skipif(not (ORTHANC and STORESCU and ECHOSCU and THYRONET),
                                 reason="Debian's orthanc and dcmtk (and the thyronet console script) are not installed")
 
 
@@ -131,6 +131,7 @@ def abort_association(port: int) -> None:
     assoc.abort()
 
 
+@needs_pacs
 def test_images_in_by_c_store_answers_out_as_sr_and_seg(region_run, orthanc, tmp_path):
     base, pacs_port = orthanc
     port = free_port()
@@ -154,6 +155,7 @@ def test_images_in_by_c_store_answers_out_as_sr_and_seg(region_run, orthanc, tmp
     assert not list((tmp_path / "node" / "outbox").glob("*.dcm"))  # everything sent
 
 
+@needs_pacs
 def test_results_wait_in_the_outbox_while_the_pacs_is_down(region_run, orthanc, tmp_path):
     base, pacs_port = orthanc
     port, dead = free_port(), free_port()  # nothing listens on `dead`
@@ -170,3 +172,21 @@ def test_results_wait_in_the_outbox_while_the_pacs_is_down(region_run, orthanc, 
                            "--send-to", f"127.0.0.1:{pacs_port}:ORTHANC"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "everything sent" in done.stdout, done.stdout + done.stderr
     assert wait_until(lambda: modalities(base) == ["SEG", "SR"], 30)
+
+
+def test_a_restarted_node_answers_what_it_had_received(region_run, tmp_path):
+    """What a stopped or killed node left in incoming/ is answered on its next start; what cannot
+    be answered goes to rejected/, so that nothing is tried forever and nothing is lost."""
+    from thyronet.apps.dicom_node import DicomNode
+    from thyronet.inference.backends import load_backend
+
+    incoming = tmp_path / "node" / "incoming"
+    incoming.mkdir(parents=True)
+    image = make_us_dicom(incoming / "1.2.3.dcm")
+    text = no_pixels(incoming / "1.2.4.dcm")
+    node = DicomNode(load_backend(region_run), tmp_path / "node")
+    node.start("127.0.0.1", free_port())
+    node.stop()  # the worker answers what is queued before it stops
+    assert not image.exists() and not list(incoming.iterdir())
+    assert sorted(pydicom.dcmread(path).Modality for path in node.outbox.glob("*.dcm")) == ["SEG", "SR"]
+    assert [path.name for path in node.rejected.iterdir()] == [text.name]

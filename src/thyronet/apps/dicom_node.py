@@ -6,8 +6,12 @@ The storage handler only files what arrives (``incoming/``) and answers the send
 worker thread then predicts each image and writes its SR and SEG into ``outbox/``, and sends them;
 with ``series_wait``, it holds a series' answers until no image of it has arrived for that long,
 then writes them as the views of one nodule (``inference.nodules``).
+``incoming/`` holds what has not been answered yet: an image leaves it once its results are in the
+outbox, so a node that was stopped or killed answers on its next start what it had received (a
+series held in memory is answered again from its files).
 Nothing is lost and nothing stops the node: an object without pixels, of a non-image SOP class,
-or that cannot be decoded is one log line naming its SOP Instance UID and the reason; results that
+or that cannot be decoded is one log line naming its SOP Instance UID and the reason, and is moved
+to ``rejected/`` for a person to look at; results that
 could not be sent (the destination is down, refuses them) stay in ``outbox/`` and are sent again
 with the next result, or by ``thyronet dicom-node --retry``; an aborted association leaves
 nothing half-written (files are written atomically).
@@ -67,9 +71,9 @@ class DicomNode:
         # has arrived for this many seconds (a series' images come one association after another)
         self.series_wait = series_wait
         self.series: dict[str, tuple[float, list[tuple[Path, Answer]]]] = {}  # series UID: (last arrival, views)
-        self.incoming, self.outbox = self.folder / "incoming", self.folder / "outbox"
-        self.incoming.mkdir(parents=True, exist_ok=True)
-        self.outbox.mkdir(parents=True, exist_ok=True)
+        self.incoming, self.outbox, self.rejected = (self.folder / name for name in ("incoming", "outbox", "rejected"))
+        for folder in (self.incoming, self.outbox, self.rejected):
+            folder.mkdir(parents=True, exist_ok=True)
         self.ae = AE(ae_title=ae_title)
         self.ae.supported_contexts = AllStoragePresentationContexts
         self.ae.add_supported_context(Verification)
@@ -96,7 +100,13 @@ class DicomNode:
         return SUCCESS
 
     def start(self, host: str, port: int) -> None:
-        """Serve in the background (``stop`` ends it)."""
+        """Serve in the background (``stop`` ends it), after queueing what an earlier run of the node
+        received and did not answer."""
+        left = sorted(self.incoming.glob("*.dcm"), key=lambda path: path.stat().st_mtime)
+        if left:
+            log.info("%d image(s) received before and not answered yet: answering them first", len(left))
+        for path in left:
+            self.work.put(path)
         self.worker.start()
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, self._on_echo),
                     (evt.EVT_ABORTED, lambda event: log.warning("association from %s aborted; what it had sent "
@@ -138,6 +148,9 @@ class DicomNode:
     def answer(self, path: Path) -> list[Path]:
         """Predict one received image; alone, write its results to the outbox and send the outbox;
         by series, keep its answer until its series is complete (:meth:`answer_series`)."""
+        if not path.exists():  # the same instance was sent twice and its first copy is answered
+            log.info("SOP Instance %s: answered already", path.stem)
+            return []
         try:
             dataset = pydicom.dcmread(path, defer_size="1 KB")  # the header; pixel data stays on disk until decoded
             uid = str(dataset.SOPInstanceUID)
@@ -145,10 +158,10 @@ class DicomNode:
                 raise DataError(path, f"SOP Instance {uid} ({UID(dataset.SOPClassUID).name}): no pixel data, nothing to answer")
             answer = predict_image(self.backend, read_image(path), str(path))
         except DataError as error:
-            log.warning("%s", error.problem if "SOP Instance" in error.problem else f"{path.stem}: {error.problem}")
+            self._reject(path, error.problem if "SOP Instance" in error.problem else f"{path.stem}: {error.problem}")
             return []
         except Exception as error:  # the node keeps serving whatever one object does
-            log.warning("SOP Instance %s: not answered (%s: %s)", path.stem, error.__class__.__name__, error)
+            self._reject(path, f"SOP Instance {path.stem}: not answered ({error.__class__.__name__}: {error})")
             return []
         log.info("SOP Instance %s: P(malignant) %.3f, %s", uid, answer.prediction.probability, answer.prediction.decision)
         if self.series_wait is None:
@@ -180,10 +193,18 @@ class DicomNode:
             try:
                 results += write_dicom_results(path, answer, self.outbox, self.backend.name, self.secondary_capture, nodule)
             except Exception as error:  # the node keeps serving whatever one object does
-                log.warning("SOP Instance %s: not written (%s: %s)", path.stem, error.__class__.__name__, error)
+                self._reject(path, f"SOP Instance {path.stem}: not written ({error.__class__.__name__}: {error})")
+                continue
+            path.unlink(missing_ok=True)  # answered: its results are in the outbox
         log.info("%d result object(s) written", len(results))
         self.flush()  # network errors propagate to the worker loop, which logs them; the results stay in the outbox
         return results
+
+    def _reject(self, path: Path, why: str) -> None:
+        """Log why an object is not answered and move it out of ``incoming/``, so that a restart does
+        not try it again."""
+        path.replace(self.rejected / path.name)
+        log.warning("%s; kept in %s", why, self.rejected)
 
     def flush(self) -> int:
         """Send every result in the outbox to the destination; those sent leave it. Returns how many remain."""
