@@ -36,13 +36,13 @@ class NoduleAnswer:
 
     @property
     def answered(self) -> list[Answer]:
-        return [view for view in self.views if view.prediction.error is None]
+        return _answered(self.views)
 
     @classmethod
     def combine(cls, backend: Backend, nodule: str, views: list[Answer]) -> NoduleAnswer:
         """One nodule's answer from its views: the mean of the answered views' probabilities, its
         decision at the backend's threshold, and the clearest view to show."""
-        answered = [v for v in views if v.prediction.error is None]
+        answered = _answered(views)
         probability = float(np.mean([v.prediction.probability for v in answered])) if answered else None
         decision = backend.calibration.decide(probability) if probability is not None else None
         return cls(nodule, views, probability, decision, max(answered, key=_clearest, default=None))
@@ -89,6 +89,10 @@ def group_answers(backend: Backend, answers: Sequence[Answer], rule: str = "case
     for answer in answers:
         groups.setdefault(key(answer), []).append(answer)
     return [NoduleAnswer.combine(backend, name, views) for name, views in groups.items()]
+
+
+def _answered(views: Sequence[Answer]) -> list[Answer]:
+    return [view for view in views if view.prediction.error is None]
 
 
 def _clearest(view: Answer) -> tuple[int, float]:
