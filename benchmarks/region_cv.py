@@ -8,13 +8,15 @@ folds, so that fold k's segmenter never saw fold k's held-out cases. Each fold's
 its held-out cases twice, on the expert outline's box and on the segmenter's; the script prints
 and writes (CV_DIR/region_comparison.json and .md) the pooled out-of-fold case AUROC of both with
 95% bootstrap intervals, their paired difference, and the pooled figures of the TI-RADS points
-implied by the predicted descriptors. Not a test: the figures go in docs/results.md.
+implied by the predicted descriptors; CV_DIR/region_cases.csv keeps every case's two scores (for
+`benchmarks/seeds.py --region predicted`). Not a test: the figures go in docs/results.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import csv
 import dataclasses
 import json
 import sys
@@ -30,7 +32,7 @@ from thyronet.evaluation.metrics import binary_metrics, case_level, format_ci, p
 from thyronet.evaluation.tables import nan_to_none
 from thyronet.inference.predictor import load_checkpoint, predict_records
 from thyronet.inference.segmenter import Segmenter, fold_segmenter
-from thyronet.io import write_text_atomic
+from thyronet.io import open_atomic, write_text_atomic
 
 
 def pooled(labels: list[np.ndarray], probs: list[np.ndarray], cases: list[list[str]]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -96,6 +98,10 @@ def main() -> int:
     stem = "region_comparison" + ("" if args.tta == "none" else f"_tta-{args.tta}")
     write_text_atomic(args.cv_dir / f"{stem}.md", text)
     write_text_atomic(args.cv_dir / f"{stem}.json", json.dumps(nan_to_none(result), indent=1))
+    with open_atomic(args.cv_dir / f"{stem.replace('comparison', 'cases')}.csv") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case", "label", "expert", "predicted"])
+        writer.writerows(zip(cases, labels.tolist(), expert.tolist(), predicted.tolist(), strict=True))
     return 0
 
 

@@ -1,6 +1,7 @@
 """Recipes cross-validated with several training seeds each, on the same folds.
 
     python benchmarks/seeds.py default=CV,CV,CV ema=CV,CV [...] [--plot seeds.png] [--json out.json]
+                               [--region predicted]
 
 Each NAME=CV,CV,... lists one recipe's CV folders, which differ only in the training seed
 (`thyronet cv --seed S --set split.seed=42`), and every folder must hold the same folds. Per
@@ -10,12 +11,15 @@ the seeds' ensemble (every case's mean probability over the seeds' fold models t
 With several recipes, each recipe's ensemble is compared with the first recipe's on the same cases
 (paired bootstrap): averaging over seeds removes most of the reseeding noise that makes one run per
 recipe unreadable on DDTI. ``--plot`` draws every seed's AUROC, the mean and the ensemble per
-recipe. Not a test: the figures go in docs/results.md.
+recipe. ``--region predicted`` scores each CV on the segmenter's boxes instead of its own
+out-of-fold predictions: the cases' scores that `benchmarks/region_cv.py` wrote into the CV
+folder (CV/region_cases.csv). Not a test: the figures go in docs/results.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
@@ -38,14 +42,27 @@ def recipe_argument(text: str) -> tuple[str, list[Path]]:
     return name, [Path(f) for f in folders.split(",")]
 
 
+def region_case_predictions(cv_dir: Path, region: str) -> dict[str, tuple[int, float]]:
+    """Case id -> (label, probability on ``region``'s box) from benchmarks/region_cv.py's file."""
+    path = cv_dir / "region_cases.csv"
+    if not path.is_file():
+        raise DataError(path, "not found: score this CV on the segmenter's boxes first (benchmarks/region_cv.py)")
+    with path.open(newline="") as handle:
+        return {row["case"]: (int(row["label"]), float(row[region])) for row in csv.DictReader(handle)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("recipes", type=recipe_argument, nargs="+", metavar="NAME=CV,CV,...")
     parser.add_argument("--plot", type=Path, help="PNG of every seed's pooled AUROC per recipe")
     parser.add_argument("--json", type=Path, help="write the figures here too")
+    parser.add_argument("--region", choices=["own", "expert", "predicted"], default="own",
+                        help="whose box each case is scored on: the CV's own predictions (default), or "
+                             "benchmarks/region_cv.py's scores on the expert's or the segmenter's box")
     args = parser.parse_args()
+    scores = pooled_case_predictions if args.region == "own" else lambda d: region_case_predictions(d, args.region)
     try:
-        pooled = {name: [pooled_case_predictions(d) for d in dirs] for name, dirs in args.recipes}
+        pooled = {name: [scores(d) for d in dirs] for name, dirs in args.recipes}
     except DataError as error:  # a CV still running, or not a CV folder
         print(error, file=sys.stderr)
         return 1
