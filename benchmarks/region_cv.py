@@ -95,10 +95,10 @@ def main() -> int:
                  f"p = {paired['p_value']:.3f}")
     text = "\n".join(lines) + "\n"
     print(text)
-    stem = "region_comparison" + ("" if args.tta == "none" else f"_tta-{args.tta}")
-    write_text_atomic(args.cv_dir / f"{stem}.md", text)
-    write_text_atomic(args.cv_dir / f"{stem}.json", json.dumps(nan_to_none(result), indent=1))
-    with open_atomic(args.cv_dir / f"{stem.replace('comparison', 'cases')}.csv") as handle:
+    suffix = "" if args.tta == "none" else f"_tta-{args.tta}"
+    write_text_atomic(args.cv_dir / f"region_comparison{suffix}.md", text)
+    write_text_atomic(args.cv_dir / f"region_comparison{suffix}.json", json.dumps(nan_to_none(result), indent=1))
+    with open_atomic(args.cv_dir / f"region_cases{suffix}.csv") as handle:
         writer = csv.writer(handle)
         writer.writerow(["case", "label", "expert", "predicted"])
         writer.writerows(zip(cases, labels.tolist(), expert.tolist(), predicted.tolist(), strict=True))
