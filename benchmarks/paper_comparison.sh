@@ -5,7 +5,7 @@
 #
 # All eight networks on the same 3 case-grouped folds with the whole-frame CPU recipe
 # (configs/frame.yaml, the default until 2026-11-30, 49d7b68) at 15 epochs (about 51
-# minutes on 2 cores with AMX-BF16; the run of 2026-11-29, 2a76dc3, is /work/exp/compare8), then training
+# minutes on 2 cores with AMX-BF16; the run of 2026-11-29, 2a76dc3, is $EXP/compare8), then training
 # throughput at 96 and 224 px and single-image latency (eager, ONNX, Grad-CAM) of each fold-0
 # model. Resumable: run it again and `thyronet compare` continues with the next unfinished fold.
 # Meant for the background (nohup ... &); the figures go in docs/results.md.

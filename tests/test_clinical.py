@@ -159,7 +159,7 @@ def test_explain_writes_side_by_side_pngs(trained_run, tmp_path):
         assert png.size[0] >= 2 * 560  # the frame at its own resolution, twice
 
 
-def test_localise_and_analyze_commands(trained_run, training_ddti, capsys):
+def test_localise_and_analyse_commands(trained_run, training_ddti, capsys):
     assert main(["localise", str(trained_run[1]), "--data", str(training_ddti), "--json"]) == 0
     row = json.loads(capsys.readouterr().out)[0]
     assert row["images"] > 0 and 0 <= row["mass_inside_mean"] <= 1 and row["layer"] == "registry"
@@ -170,7 +170,7 @@ def test_localise_and_analyze_commands(trained_run, training_ddti, capsys):
     assert main(["localise", str(trained_run[1]), "--data", str(training_ddti), "--layer", "layer9"]) == 2
     error = capsys.readouterr().err
     assert "no layer 'layer9'" in error and "layer4" in error
-    assert main(["analyze", str(trained_run[1])]) == 0
+    assert main(["analyse", str(trained_run[1])]) == 0
     assert (trained_run[1] / "errors_by_category.png").is_file()
     assert "| composition | solid |" in capsys.readouterr().out
 

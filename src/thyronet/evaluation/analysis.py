@@ -87,7 +87,7 @@ def plot_error_bars(table: dict[str, dict[str, dict[str, Any]]], path: Path) -> 
     return path
 
 
-def analyze_run(run_dir: Path, data: str | None = None) -> tuple[dict[str, dict[str, dict[str, Any]]], str]:
+def analyse_run(run_dir: Path, data: str | None = None) -> tuple[dict[str, dict[str, dict[str, Any]]], str]:
     """The error table of a run's (or CV folder's) held-out predictions and its Markdown, written
     beside them as ``errors_by_category.md``/``.png``; the data source is the run's own unless given."""
     config_file = RunFolder(run_dir).config

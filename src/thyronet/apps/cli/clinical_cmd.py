@@ -1,4 +1,4 @@
-"""``thyronet predict|explain|localise|analyze|export``: using a trained model."""
+"""``thyronet predict|explain|localise|analyse|export``: using a trained model."""
 
 from __future__ import annotations
 
@@ -166,11 +166,11 @@ def _localise(args: argparse.Namespace) -> int:
     return 0
 
 
-def _analyze(args: argparse.Namespace) -> int:
-    from thyronet.evaluation.analysis import analyze_run
+def _analyse(args: argparse.Namespace) -> int:
+    from thyronet.evaluation.analysis import analyse_run
 
     run = Path(args.run)
-    _, text = analyze_run(run, args.data)
+    _, text = analyse_run(run, args.data)
     print(text)
     print(f"wrote {run / 'errors_by_category.md'} and {run / 'errors_by_category.png'}")
     return 0
@@ -264,10 +264,10 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     localise.add_argument("--json", action="store_true")
     localise.set_defaults(handler=_localise)
 
-    analyze = subcommands.add_parser("analyze", help="error rate by composition, echogenicity, margins, calcifications, TIRADS")
-    analyze.add_argument("run", help="a finished run folder or CV folder (its held-out predictions)")
-    analyze.add_argument("--data", help="the DDTI folder (default: the run's data path)")
-    analyze.set_defaults(handler=_analyze)
+    analyse = subcommands.add_parser("analyse", help="error rate by composition, echogenicity, margins, calcifications, TIRADS")
+    analyse.add_argument("run", help="a finished run folder or CV folder (its held-out predictions)")
+    analyse.add_argument("--data", help="the DDTI folder (default: the run's data path)")
+    analyse.set_defaults(handler=_analyse)
 
     export = subcommands.add_parser(
         "export", help="export a checkpoint to ONNX or to a model package for sharing; convert an old checkpoint")
