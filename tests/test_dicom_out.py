@@ -10,12 +10,14 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from pydicom.sr.codedict import codes
 
 from synthetic import make_us_dicom
 from thyronet.apps.cli import main
-from thyronet.apps.dicom_out import write_dicom_results
+from thyronet.apps.dicom_out import PROBABILITY, RECOMMENDATION, write_dicom_results
 from thyronet.data.dicom import pixel_spacing_mm
 from thyronet.data.preprocess import Geometry
+from thyronet.errors import DataError
 from thyronet.inference.answers import Answer, Prediction
 from thyronet.inference.measure import findings
 from thyronet.inference.nodules import NoduleAnswer
@@ -61,13 +63,13 @@ def test_seg_and_sr_reference_the_image_and_hold_the_answer(tmp_path):
     groups = sr.content.get_planar_roi_measurement_groups()
     assert len(groups) == 1
     values = {m.name.meaning: m.value for m in groups[0].get_measurements()}
-    assert values["Probability of malignancy (model)"] == pytest.approx(0.81)
+    assert values[PROBABILITY.meaning] == pytest.approx(0.81)
     assert values["Long axis"] == pytest.approx(16.1, abs=0.1) and values["Short axis"] == pytest.approx(8.1, abs=0.1)
     assert values["ACR TI-RADS points from predicted descriptors"] == 7
     evaluations = {e.name.meaning: e.value.meaning for e in groups[0].get_qualitative_evaluations()}
     assert evaluations["ACR TI-RADS level from predicted descriptors"] == "TR5"
-    assert evaluations["ACR TI-RADS 2017 recommendation (derived)"] == "FNA"
-    assert evaluations["Decision at the operating threshold (model)"] == "malignant"
+    assert evaluations[RECOMMENDATION.meaning] == "FNA"
+    assert evaluations["Decision at the operating threshold (model)"] == codes.SCT.Malignant.meaning
     assert evaluations["composition (predicted)"] == "solid"
     assert groups[0].reference_type.meaning == "Image Region"
 
@@ -101,11 +103,11 @@ def test_views_of_one_nodule_share_its_tracking_uid_and_answer(tmp_path):
     assert groups[0].tracking_uid == groups[1].tracking_uid and "1.2.3.4" in groups[0].tracking_identifier
     for group, view in zip(groups, views, strict=True):
         values = {m.name.meaning: m.value for m in group.get_measurements()}
-        assert values["Probability of malignancy (model)"] == pytest.approx(view.prediction.probability)
+        assert values[PROBABILITY.meaning] == pytest.approx(view.prediction.probability)
         assert values["Probability of malignancy, nodule: mean of its views (model)"] == pytest.approx(0.61)
         assert values["Views of the nodule answered"] == 2
         evaluations = {e.name.meaning: e.value.meaning for e in group.get_qualitative_evaluations()}
-        assert evaluations["Decision for the nodule at the threshold (model)"] == "benign"
+        assert evaluations["Decision for the nodule at the threshold (model)"] == codes.SCT.Benign.meaning
     alone = [hd.sr.srread(next(p for p in write_dicom_results(path, answered(path), tmp_path / f"alone-{path.stem}", "resnet18")
                                if p.name.endswith(".sr.dcm"))).content.get_planar_roi_measurement_groups()[0]
              for path in (first, second)]
@@ -178,3 +180,36 @@ def test_compressed_ultrasound_is_read_and_answered(syntax, tiny_run, tmp_path):
     assert np.abs(decoded.astype(int) - plain).mean() < (3 if syntax == "JPEG Baseline" else 1e-9)
     assert main(["predict", str(tiny_run), str(tmp_path / "compressed.dcm"), "--dicom-out", str(tmp_path / "out")]) == 0
     assert list((tmp_path / "out").glob("*.sr.dcm"))
+
+
+def _strip(path, *names, **values):
+    dataset = pydicom.dcmread(path)
+    for name in names:
+        dataset.pop(name, None)
+    for name, value in values.items():
+        setattr(dataset, name, value)
+    dataset.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize(("charset", "name"), [("ISO_IR 100", "Müller^Zoë"), ("ISO_IR 192", "Müller^Zoë=山田^太郎")])
+def test_a_source_without_type2_attributes_gets_its_sr_and_seg_with_the_name_unchanged(tmp_path, charset, name):
+    path = _strip(make_us_dicom(tmp_path / "us.dcm"), "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
+                  "StudyTime", "StudyDate", "ReferringPhysicianName", "FrameOfReferenceUID",
+                  SpecificCharacterSet=charset, PatientName=name)
+    written = write_dicom_results(path, answered(path), tmp_path / "out", "resnet18", secondary_capture=True)
+    assert sorted(p.name.split(".")[-2] for p in written) == ["sc", "seg", "sr"]
+    for result in written:
+        dataset = pydicom.dcmread(result)
+        assert str(dataset.PatientName) == name and dataset.PatientBirthDate == "" and dataset.AccessionNumber == ""
+        if DCIODVFY:
+            report = subprocess.run([DCIODVFY, str(result)], capture_output=True, text=True).stderr
+            assert not [line for line in report.splitlines() if line.startswith("Error")], (result.name, report)
+
+
+def test_a_uid_that_is_not_a_uid_is_refused_before_it_names_a_file(tmp_path):
+    path = make_us_dicom(tmp_path / "us.dcm")
+    _strip(path, SOPInstanceUID="../../../../elsewhere/TRAVERSAL")
+    with pytest.raises(DataError, match="SOPInstanceUID is not a valid DICOM UID"):
+        write_dicom_results(path, answered(path), tmp_path / "out", "resnet18")
+    assert not list(tmp_path.rglob("*TRAVERSAL*"))

@@ -1,4 +1,7 @@
+import re
+
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 
@@ -78,7 +81,7 @@ def test_multiframe_dicom_gives_one_record_per_frame_in_one_case(tmp_path):
 
 def test_dicom_without_pixel_data_is_a_clear_error(tmp_path):
     path = make_dicom(tmp_path / "empty.dcm", pixels=False)
-    with pytest.raises(DataError, match="empty.dcm: DICOM file has no pixel data"):
+    with pytest.raises(DataError, match="empty.dcm: Secondary Capture Image Storage, modality US: no pixel data"):
         read_image(path)
     collection = open_inputs([path, make_dicom(tmp_path / "ok.dcm")])
     assert len(collection.images) == 1 and "no pixel data" in collection.issues[0].problem
@@ -157,3 +160,57 @@ def test_degenerate_frames_are_refused_with_the_reason(tmp_path, shape, problem)
                     np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)).save(tmp_path / "d.png")
     with pytest.raises(DataError, match=f"d.png: .*{problem}"):
         read_image(tmp_path / "d.png")
+
+
+def _edited(path, **attributes):
+    """A copy of a DICOM file's data set with attributes set (None deletes one), saved in place."""
+    dataset = pydicom.dcmread(path)
+    with pydicom.config.disable_value_validation():  # the defects a scanner or a broken tool writes
+        for name, value in attributes.items():
+            if value is None:
+                dataset.pop(name, None)
+            else:
+                setattr(dataset, name, value)
+        dataset.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize(("attributes", "reason"), [
+    ({"SOPClassUID": pydicom.uid.CTImageStorage, "Modality": "CT"}, "CT Image Storage, modality CT: thyronet reads ultrasound only"),
+    ({"SOPClassUID": pydicom.uid.MRImageStorage, "Modality": None}, "MR Image Storage: thyronet reads ultrasound only"),
+    ({"Modality": "MG"}, "Secondary Capture Image Storage, modality MG: thyronet reads ultrasound only"),
+    ({"Rows": None}, "Secondary Capture Image Storage, modality US: malformed header (Rows/Columns missing or zero)"),
+])
+def test_only_ultrasound_is_answered_and_a_refusal_is_one_line(tmp_path, attributes, reason):
+    path = _edited(make_dicom(tmp_path / "object.dcm"), **attributes)
+    with pytest.raises(DataError) as refused:
+        read_image(path)
+    assert str(refused.value) == f"{path}: {reason}"
+    collection = open_inputs([path, make_dicom(tmp_path / "ok.dcm")])
+    assert len(collection.images) == 1 and collection.issues[0].problem == reason
+
+
+def test_a_frame_count_that_is_not_a_number_is_one_line(tmp_path):
+    path = make_dicom(tmp_path / "cine.dcm", frames=3)
+    stored = path.read_bytes()
+    element = b"\x28\x00\x08\x00IS\x02\x003 "  # (0028,0008) IS, 2 bytes, "3 "
+    assert stored.count(element) == 1
+    path.write_bytes(stored.replace(element, b"\x28\x00\x08\x00IS\x06\x00three "))
+    problem = "malformed header (NumberOfFrames 'three' is not a number)"
+    with pytest.raises(DataError, match=re.escape(f"cine.dcm: Secondary Capture Image Storage, modality US: {problem}")):
+        read_image(path)
+    assert problem in open_inputs([path]).issues[0].problem
+
+
+def test_palette_colour_is_read_through_its_lookup_table(tmp_path):
+    path = make_dicom(tmp_path / "palette.dcm")
+    dataset = pydicom.dcmread(path)
+    grey = dataset.pixel_array.copy()
+    dataset.PhotometricInterpretation = "PALETTE COLOR"
+    ramp = np.arange(256, dtype=np.uint16) * 257  # the identity, 8 bits to 16
+    for colour in ("Red", "Green", "Blue"):
+        setattr(dataset, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, 16])
+        dataset[f"{colour}PaletteColorLookupTableDescriptor"].VR = "US"
+        setattr(dataset, f"{colour}PaletteColorLookupTableData", ramp.tobytes())
+    dataset.save_as(path)
+    assert np.abs(read_image(path).astype(int) - grey).max() <= 1

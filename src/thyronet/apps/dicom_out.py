@@ -12,13 +12,26 @@
 * on request, a Secondary Capture: the frame with the region seen and the nodule's contour drawn
   in, and the answer written across its top (burned-in), for viewers that show neither SEG nor SR.
 
-Values the DICOM vocabularies have no code for (the probability, the decision, TI-RADS levels and
-recommendations) use the private coding scheme ``99THYRONET``. Every derived value is labelled as
-coming from the model: this is decision support, not a radiologist's report.
+Concepts DICOM and SNOMED CT have codes for use them (probability of cancer DCM 111047, the CAD
+operating point DCM 111071, recommendation DCM 121075, the thyroid as finding site SCT 69748006,
+nodule SCT 27925004); values they have no code for (the decision, descriptor values, TI-RADS
+points, levels and recommendations) use the private coding scheme ``99THYRONET``, declared in the
+SR's Coding Scheme Identification Sequence, with code values in full. Every derived value is
+labelled as coming from the model: this is decision support, not a radiologist's report.
+
+What real sources lack is coped with: absent Type 2 attributes of the patient and study modules
+are written empty (as the standard asks) rather than refused; a source the SEG cannot reference
+(no way to place the mask) still gets its SR, and a multi-frame source (a cine) gets an SR whose
+region refers to the frame that was read (the first), with the reason for the missing SEG logged
+in one line. The device observer UID is one per installation: derived from
+``$THYRONET_DEVICE_UID`` when set, else from the host's name.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import platform
 from pathlib import Path
 
 import cv2
@@ -31,53 +44,104 @@ from pydicom.uid import generate_uid
 
 from thyronet import __version__
 from thyronet.apps.explain import frame_overlay
-from thyronet.data.dicom import dataset_spacing_mm
+from thyronet.data.dicom import dataset_spacing_mm, frame_count
 from thyronet.errors import DataError
 from thyronet.inference.answers import Answer
 from thyronet.inference.measure import NoduleFindings, findings
 from thyronet.inference.nodules import NoduleAnswer
 from thyronet.io import atomic_path
 
+log = logging.getLogger(__name__)
 SCHEME = "99THYRONET"
-PROBABILITY = Code("MALIGNANCY_P", SCHEME, "Probability of malignancy (model)")
-THRESHOLD = Code("THRESHOLD", SCHEME, "Operating threshold (model)")
+PROBABILITY = codes.DCM.ProbabilityOfCancer  # DCM 111047
+THRESHOLD = codes.DCM.CADOperatingPoint  # DCM 111071
 DECISION = Code("DECISION", SCHEME, "Decision at the operating threshold (model)")
 NODULE_PROBABILITY = Code("NODULE_P", SCHEME, "Probability of malignancy, nodule: mean of its views (model)")
 NODULE_DECISION = Code("NODULE_DECISION", SCHEME, "Decision for the nodule at the threshold (model)")
 VIEWS = Code("VIEWS", SCHEME, "Views of the nodule answered")
 TIRADS_POINTS = Code("TIRADS_POINTS", SCHEME, "ACR TI-RADS points from predicted descriptors")
 TIRADS_LEVEL = Code("TIRADS_LEVEL", SCHEME, "ACR TI-RADS level from predicted descriptors")
-RECOMMENDATION = Code("ACR_RECOMMENDATION", SCHEME, "ACR TI-RADS 2017 recommendation (derived)")
+RECOMMENDATION = codes.DCM.Recommendation  # DCM 121075: its value says that it is ACR TI-RADS's
 LONG_AXIS, SHORT_AXIS = Code("103339001", "SCT", "Long axis"), Code("103340004", "SCT", "Short axis")
 AREA = Code("42798000", "SCT", "Area")
 THYROID_US = Code("241527007", "SCT", "Ultrasonography of thyroid")
+THYROID = Code("69748006", "SCT", "Thyroid structure")
 UNITLESS = Code("1", "UCUM", "no units")
+# Type 2 attributes of the patient, study and series modules that highdicom copies from the source:
+# empty where a real file leaves them out
+TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
+                "AccessionNumber", "ReferringPhysicianName")
+TYPE1_REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+
+
+# values and descriptor names that DICOM (CID 6000s, the ultrasound and CAD vocabularies) or SNOMED CT codes
+STANDARD_CODES: dict[str, Code] = {
+    "benign": codes.SCT.Benign, "malignant": codes.SCT.Malignant, "hypoechoic": codes.DCM.Hypoechoic,
+    "hyperechoic": codes.DCM.Hyperechoic, "isoechoic": codes.DCM.Isoechoic, "anechoic": codes.DCM.Anechoic,
+    "macrolobulated": codes.DCM.Lobulated, "spiculated": codes.SCT.Irregular,
+    "echogenicity": codes.DCM.Echogenicity, "margins": codes.DCM.Margins,
+}
 
 
 def _code(value: str) -> Code:
-    return Code(value.upper().replace(" ", "_").replace("-", "_")[:16], SCHEME, value)
+    """The standard code of a value where there is one, else a private code, its code value in full
+    (a long code value past 16 characters)."""
+    if value in STANDARD_CODES:
+        return STANDARD_CODES[value]
+    return Code(value.upper().replace(" ", "_").replace("-", "_").replace("+", "_").replace(",", ""), SCHEME, value)
+
+
+def device_uid() -> str:
+    """The device observer UID of this installation: the same in every SR it writes."""
+    return generate_uid(entropy_srcs=["thyronet device", os.environ.get("THYRONET_DEVICE_UID") or platform.node()])
+
+
+def _complete(source: pydicom.Dataset, path: Path) -> pydicom.Dataset:
+    """The source with its absent Type 2 attributes present and empty; one whose UIDs are missing
+    or malformed cannot be referenced, and is an error naming the file."""
+    missing = [name for name in TYPE1_REQUIRED if not str(source.get(name, "") or "")]
+    if missing:
+        raise DataError(path, f"has no {', '.join(missing)}: results cannot reference it")
+    invalid = [name for name in TYPE1_REQUIRED if not pydicom.uid.UID(str(source.get(name))).is_valid]
+    if invalid:  # a UID also names the result files: never let one reach the file system unchecked
+        raise DataError(path, f"{', '.join(invalid)} is not a valid DICOM UID")
+    for name in TYPE2_COPIED:
+        if name not in source:
+            setattr(source, name, "")
+    return source
 
 
 def write_dicom_results(source_path: Path, answer: Answer, out: Path, model_name: str,
-                        secondary_capture: bool = False, nodule: NoduleAnswer | None = None) -> list[Path]:
+                        secondary_capture: bool = False, nodule: NoduleAnswer | None = None,
+                        name: str | None = None) -> list[Path]:
     """SEG (when a nodule mask was predicted), SR and, with ``secondary_capture``, the overlay
     picture for one answered DICOM image, in ``out``; ``nodule``: the nodule this image is a view
-    of, whose combined answer its SR then carries too."""
+    of, whose combined answer its SR then carries too. The files are named ``name`` (the node
+    names them itself, never by a received UID), else by the source's SOP Instance UID."""
     try:
         source = pydicom.dcmread(source_path)
+        frames = frame_count(source)
     except Exception as error:  # pydicom raises many kinds
         raise DataError(source_path, f"not a readable DICOM file ({error})") from None
-    if int(getattr(source, "NumberOfFrames", 1) or 1) > 1:
-        raise DataError(source_path, "DICOM SR and SEG are written for single-frame images only")
+    source = _complete(source, source_path)
     found = findings(answer, dataset_spacing_mm(source))
     out.mkdir(parents=True, exist_ok=True)
+    stem = name or str(source.SOPInstanceUID)
     written = []
     mask = answer.prepared.nodule_mask if answer.prepared is not None else None
     if mask is not None and mask.any():
-        written.append(_save(_segmentation(source, mask > 0, model_name), out / f"{source.SOPInstanceUID}.seg.dcm"))
-    written.append(_save(_report(source, answer, found, model_name, nodule), out / f"{source.SOPInstanceUID}.sr.dcm"))
+        if frames > 1:
+            log.warning("%s: a cine of %d frames: frame 1 answered; SR written, no SEG (a SEG of one frame of a "
+                        "multi-frame image needs its frame's position, which an ultrasound cine does not give)",
+                        source.SOPInstanceUID, frames)
+        else:
+            try:
+                written.append(_save(_segmentation(source, mask > 0, model_name), out / f"{stem}.seg.dcm"))
+            except (ValueError, AttributeError, TypeError) as error:  # highdicom's refusals of a source it cannot reference
+                log.warning("%s: no SEG written (%s); the SR holds the outline", source.SOPInstanceUID, error)
+    written.append(_save(_report(source, answer, found, model_name, nodule, frames), out / f"{stem}.sr.dcm"))
     if secondary_capture and answer.prepared is not None:
-        written.append(_save(_capture(source, answer, model_name), out / f"{source.SOPInstanceUID}.sc.dcm"))
+        written.append(_save(_capture(source, answer, model_name), out / f"{stem}.sc.dcm"))
     return written
 
 
@@ -95,10 +159,14 @@ def _capture(source: pydicom.Dataset, answer: Answer, model_name: str) -> hd.sc.
         source, picture, hd.PhotometricInterpretationValues.RGB, 8, hd.CoordinateSystemNames.PATIENT,
         series_instance_uid=hd.UID(), series_number=9003, sop_instance_uid=hd.UID(), instance_number=1,
         manufacturer="thyronet", patient_orientation=("L", "F"), series_description=f"thyronet {model_name} overlay")
-    # highdicom asks for an orientation; the picture has the source's, as it has its laterality
-    # (both Type 2: empty where unknown)
+    # highdicom asks for an orientation; the picture has the source's (Type 2: empty where unknown),
+    # as it has its laterality; without one, Image Laterality U (the thyroid is an unpaired organ)
     capture.PatientOrientation = source.get("PatientOrientation", "")
-    capture.Laterality = source.get("Laterality", "")
+    if source.get("Laterality"):
+        capture.Laterality = source.Laterality
+    else:
+        capture.pop("Laterality", None)
+        capture.ImageLaterality = source.get("ImageLaterality") or "U"
     capture.BurnedInAnnotation = "YES"
     return capture
 
@@ -121,6 +189,7 @@ def _segmentation(source: pydicom.Dataset, mask: np.ndarray, model_name: str) ->
         segment_descriptions=[segment], series_instance_uid=hd.UID(), series_number=9001, sop_instance_uid=hd.UID(),
         instance_number=1, manufacturer="thyronet", manufacturer_model_name=model_name, software_versions=__version__,
         device_serial_number="none")
+    seg.SeriesDescription = f"thyronet {model_name} nodule segmentation"
     if "PatientOrientation" in source:  # type 2C in the General Image module of an image without a frame of reference
         seg.PatientOrientation = source.PatientOrientation
     return seg
@@ -142,7 +211,7 @@ def _tracking(nodule: NoduleAnswer | None) -> hd.sr.TrackingIdentifier:
 
 
 def _report(source: pydicom.Dataset, answer: Answer, found: NoduleFindings, model_name: str,
-            nodule: NoduleAnswer | None = None) -> hd.sr.Comprehensive3DSR:
+            nodule: NoduleAnswer | None = None, frames: int = 1) -> hd.sr.Comprehensive3DSR:
     prediction = answer.prediction
     algorithm = hd.sr.AlgorithmIdentification(name=f"thyronet {model_name}", version=__version__)
     unit = codes.UCUM.Millimeter if found.measurement and found.measurement.unit == "mm" else Code("{pixels}", "UCUM", "pixels")
@@ -161,7 +230,8 @@ def _report(source: pydicom.Dataset, answer: Answer, found: NoduleFindings, mode
     for name in ("composition", "echogenicity", "margins", "calcifications"):
         value = getattr(prediction, name)
         if value is not None:
-            evaluations.append(hd.sr.QualitativeEvaluation(Code(name.upper(), SCHEME, f"{name} (predicted)"), _code(value)))
+            concept = STANDARD_CODES.get(name) or Code(name.upper(), SCHEME, f"{name} (predicted)")
+            evaluations.append(hd.sr.QualitativeEvaluation(concept, _code(value)))
     if prediction.tirads_level:
         evaluations.append(hd.sr.QualitativeEvaluation(TIRADS_LEVEL, _code(prediction.tirads_level)))
     if found.recommendation is not None:
@@ -175,22 +245,42 @@ def _report(source: pydicom.Dataset, answer: Answer, found: NoduleFindings, mode
     tracking = _tracking(nodule)
     if mask is not None and mask.any():
         region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=_contour(mask > 0),
-                                   source_image=hd.sr.SourceImageForRegion.from_source_image(source))
+                                   source_image=hd.sr.SourceImageForRegion.from_source_image(
+                                       source, referenced_frame_numbers=[1] if frames > 1 else None))
         group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=tracking, referenced_region=region, finding_type=codes.SCT.Nodule,
-            measurements=measurements, qualitative_evaluations=evaluations, algorithm_id=algorithm)
+            finding_sites=[_finding_site(source)], measurements=measurements, qualitative_evaluations=evaluations,
+            algorithm_id=algorithm)
     else:  # no nodule outlined: the answer concerns the image as a whole
         group = hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=tracking, finding_type=codes.SCT.Nodule, measurements=measurements,
-            qualitative_evaluations=evaluations, source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
-            algorithm_id=algorithm)
+            tracking_identifier=tracking, finding_type=codes.SCT.Nodule, finding_sites=[_finding_site(source)],
+            measurements=measurements, qualitative_evaluations=evaluations,
+            source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)], algorithm_id=algorithm)
     observer = hd.sr.ObserverContext(
         observer_type=codes.cid270.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(uid=hd.UID(), name="thyronet",
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(uid=device_uid(), name="thyronet",
                                                                                    model_name=model_name))
     report = hd.sr.MeasurementReport(observation_context=hd.sr.ObservationContext(observer_device_context=observer),
                                      procedure_reported=THYROID_US, imaging_measurements=[group],
                                      title=codes.cid7021.ImagingMeasurementReport)
-    return hd.sr.Comprehensive3DSR(evidence=[source], content=report[0], series_number=9002, series_instance_uid=hd.UID(),
-                                   sop_instance_uid=hd.UID(), instance_number=1, manufacturer="thyronet",
-                                   is_complete=True, is_final=False)
+    sr = hd.sr.Comprehensive3DSR(evidence=[source], content=report[0], series_number=9002, series_instance_uid=hd.UID(),
+                                 sop_instance_uid=hd.UID(), instance_number=1, manufacturer="thyronet",
+                                 is_complete=True, is_final=False)
+    sr.SeriesDescription = f"thyronet {model_name} nodule report (decision support)"
+    sr.CodingSchemeIdentificationSequence = [_private_scheme()]
+    return sr
+
+
+def _private_scheme() -> pydicom.Dataset:
+    """The declaration of thyronet's private coding scheme, as PS3.3 C.12.1.1.4 asks of any scheme it does not define."""
+    item = pydicom.Dataset()
+    item.CodingSchemeDesignator, item.CodingSchemeName = SCHEME, "thyronet decision-support codes"
+    item.CodingSchemeVersion, item.CodingSchemeResponsibleOrganization = __version__, "thyronet project"
+    return item
+
+
+def _finding_site(source: pydicom.Dataset) -> hd.sr.FindingSite:
+    """The thyroid, with the image's laterality where the source gives one (R or L)."""
+    side = str(source.get("ImageLaterality", "") or source.get("Laterality", "") or "").upper()
+    laterality = {"R": codes.SCT.Right, "L": codes.SCT.Left}.get(side)
+    return hd.sr.FindingSite(anatomic_location=THYROID, laterality=laterality)

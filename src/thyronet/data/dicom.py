@@ -1,7 +1,16 @@
-"""DICOM input through pydicom: greyscale (MONOCHROME1/2), RGB and YBR, single- and multi-frame."""
+"""DICOM input through pydicom: greyscale (MONOCHROME1/2), RGB and YBR, single- and multi-frame,
+ultrasound only.
+
+Every DICOM object passes :func:`ultrasound_refusal` before anything reads its pixels: thyronet
+answers US Image Storage and US Multi-frame Image Storage (and their retired classes), and any
+other image object whose Modality is US (a Secondary Capture of an ultrasound frame); a CT, an MR,
+a structured report or a presentation state is refused with one line saying what it is. A header
+whose frame count or size cannot be read is refused the same way, before decoding.
+"""
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import numpy as np
@@ -10,24 +19,80 @@ from thyronet.data.pixels import to_grey, to_uint8
 from thyronet.errors import DataError
 
 PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+ULTRASOUND_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.6.1": "US Image Storage",
+    "1.2.840.10008.5.1.4.1.1.3.1": "US Multi-frame Image Storage",
+    "1.2.840.10008.5.1.4.1.1.6": "US Image Storage (Retired)",
+    "1.2.840.10008.5.1.4.1.1.3": "US Multi-frame Image Storage (Retired)",
+}
+
+
+def _sop_class_uid(dataset) -> str:
+    """The SOP Class UID, from the data set or else its file meta information ('' when neither has one)."""
+    meta = getattr(dataset, "file_meta", None)
+    return str(dataset.get("SOPClassUID", "") or getattr(meta, "MediaStorageSOPClassUID", "") or "")
+
+
+def sop_class_name(dataset) -> str:
+    """'CT Image Storage' for a data set's SOP Class UID (the UID itself when pydicom does not know it)."""
+    from pydicom.uid import UID
+
+    uid = _sop_class_uid(dataset)
+    if not uid:
+        return "an object without SOP Class UID"
+    name = UID(uid).name
+    return name if name and name != uid else f"SOP Class {uid}"
+
+
+def ultrasound_refusal(dataset) -> str | None:
+    """Why thyronet does not answer this data set (one line), or None for an ultrasound image."""
+    uid = _sop_class_uid(dataset)
+    modality = str(dataset.get("Modality", "") or "").strip().upper()
+    what = sop_class_name(dataset) + (f", modality {modality}" if modality and uid not in ULTRASOUND_SOP_CLASSES else "")
+    if uid not in ULTRASOUND_SOP_CLASSES and modality != "US":
+        return f"{what}: thyronet reads ultrasound only"
+    if not any(tag in dataset for tag in PIXEL_TAGS):
+        return f"{what}: no pixel data, nothing to answer"
+    try:
+        frames, rows, columns = frame_count(dataset), int(dataset.get("Rows") or 0), int(dataset.get("Columns") or 0)
+    except (TypeError, ValueError) as error:
+        return f"{what}: malformed header ({error})"
+    if rows <= 0 or columns <= 0:
+        return f"{what}: malformed header (Rows/Columns missing or zero)"
+    if frames <= 0:
+        return f"{what}: malformed header (NumberOfFrames {frames})"
+    return None
+
+
+def frame_count(dataset) -> int:
+    """NumberOfFrames (1 when absent); ``ValueError`` for a value that is not a whole number."""
+    if "NumberOfFrames" not in dataset:
+        return 1
+    raw = dataset.get_item("NumberOfFrames").value  # as stored: pydicom's conversion fails on junk
+    text = (raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw)).strip()
+    try:
+        return int(text or 1)
+    except ValueError:
+        raise ValueError(f"NumberOfFrames {text[:20]!r} is not a number") from None
 
 
 def _read(path: Path, defer_pixels: bool):
-    """The parsed dataset; a file without pixel data is an error naming it."""
+    """The parsed dataset, checked by :func:`ultrasound_refusal`; a refusal is an error naming the file."""
     import pydicom
 
     try:
         dataset = pydicom.dcmread(path, force=True, defer_size="1 KB" if defer_pixels else None)
-    except Exception as error:  # pydicom raises many types for a broken header
-        raise DataError(path, f"unreadable DICOM ({error})") from None
-    if not any(tag in dataset for tag in PIXEL_TAGS):
-        raise DataError(path, "DICOM file has no pixel data")
+        refusal = ultrasound_refusal(dataset)
+    except Exception as error:  # pydicom raises many types for a broken header, some only on access
+        raise DataError(path, f"unreadable DICOM ({error.__class__.__name__}: {error})") from None
+    if refusal:
+        raise DataError(path, refusal)
     return dataset
 
 
 def probe_dicom(path: Path) -> int:
     """Check the DICOM header; returns its number of frames."""
-    return int(getattr(_read(path, defer_pixels=True), "NumberOfFrames", 1) or 1)
+    return frame_count(_read(path, defer_pixels=True))
 
 
 def read_dicom_frame(path: Path, frame: int | None = None) -> np.ndarray:
@@ -37,12 +102,21 @@ def read_dicom_frame(path: Path, frame: int | None = None) -> np.ndarray:
         pixels = dataset.pixel_array  # YBR data comes back converted to RGB
     except Exception as error:  # missing decoder, truncated data, bad header values
         raise DataError(path, f"cannot decode DICOM pixel data ({error})") from None
-    frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
+    frames = frame_count(dataset)
     if frames > 1:
         index = frame or 0
         if not 0 <= index < frames:
             raise DataError(path, f"frame {index} requested but the file has {frames} frames")
         pixels = pixels[index]
+    if str(getattr(dataset, "PhotometricInterpretation", "")).upper() == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        try:
+            colours = apply_color_lut(pixels, dataset)
+            lut_bits = int(dataset.RedPaletteColorLookupTableDescriptor[2])  # 8 or 16 bits per entry
+            return to_grey((colours >> max(lut_bits - 8, 0)).astype(np.uint8))  # a colour, not a range to stretch
+        except Exception as error:  # a missing or inconsistent lookup table
+            raise DataError(path, f"cannot apply the PALETTE COLOR lookup table ({error})") from None
     if int(getattr(dataset, "SamplesPerPixel", 1) or 1) > 1:
         return to_grey(pixels)
     pixels = to_uint8(pixels)
@@ -84,9 +158,11 @@ def write_ultrasound(path: Path, image: np.ndarray, spacing_mm: float | None = N
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.PatientID, ds.PatientName, ds.PatientBirthDate, ds.PatientSex = patient_id, "Anonymous", "", ""
+    ds.PatientID, ds.PatientName, ds.PatientBirthDate, ds.PatientSex = patient_id, "Anonymous^", "", ""
     ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid or generate_uid(), series_uid or generate_uid()
-    ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "", "", "1", "", ""
+    now = datetime.datetime.now()
+    ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = (
+        now.strftime("%Y%m%d"), now.strftime("%H%M%S"), "1", "", "")
     ds.SeriesNumber, ds.InstanceNumber, ds.Modality, ds.Manufacturer = 1, 1, "US", "thyronet"
     ds.PatientOrientation, ds.ImageType, ds.BodyPartExamined = ["L", "F"], ["DERIVED", "SECONDARY"], "THYROID"
     ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = rows, cols, 1, "MONOCHROME2"
