@@ -17,6 +17,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -57,7 +58,13 @@ def main() -> int:
     parser.add_argument("--sample-every", type=int, default=100, help="requests between memory samples")
     args = parser.parse_args()
     port = free_port()
-    command = [sys.executable, "-m", "thyronet", "serve", args.checkpoint, "--port", str(port), "--workers", str(args.workers)]
+    from thyronet.apps.access import Accounts
+
+    state = Path(tempfile.mkdtemp(prefix="thyronet-load-"))  # a throw-away account store: every call authenticates
+    Accounts(state).add_user("load-test", "viewer")
+    auth = {"Authorization": f"Bearer {Accounts(state).create_token('load-test', 'load-test')}"}
+    command = [sys.executable, "-m", "thyronet", "serve", args.checkpoint, "--port", str(port), "--workers", str(args.workers),
+               "--state", str(state)]
     server = subprocess.Popen(command + (["--no-explain"] if args.no_explain else []), stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     base = f"http://127.0.0.1:{port}"
@@ -65,7 +72,7 @@ def main() -> int:
         deadline = time.time() + 120
         while time.time() < deadline:
             try:
-                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                if httpx.get(f"{base}/ready", headers=auth, timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.5)
@@ -79,7 +86,8 @@ def main() -> int:
         def one(index: int) -> tuple[float, int]:
             start = time.perf_counter()
             try:
-                response = httpx.post(f"{base}/api/v1/predict", files={"file": ("u.jpg", payload, "image/jpeg")}, timeout=60)
+                response = httpx.post(f"{base}/api/v1/predict", files={"file": ("u.jpg", payload, "image/jpeg")},
+                                      headers=auth, timeout=60)
                 status = response.status_code
             except httpx.HTTPError:
                 status = -1

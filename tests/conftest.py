@@ -14,6 +14,15 @@ import synthetic
 REAL_DDTI = Path(os.environ.get("THYRONET_DDTI", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ddti"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def service_state(tmp_path_factory) -> Path:
+    """The web service's default state folder (accounts, audit trail) in a temporary folder, never
+    the user's own; the subprocesses the tests start inherit it."""
+    state = tmp_path_factory.mktemp("state")
+    os.environ["THYRONET_STATE"] = str(state)
+    return state
+
+
 @pytest.fixture(scope="session")
 def ddti_dir(tmp_path_factory) -> Path:
     return synthetic.make_ddti(tmp_path_factory.mktemp("ddti"))

@@ -136,12 +136,11 @@ def test_predict_writes_sr_for_dicom_inputs_and_says_so_for_others(tiny_run, tmp
 
 
 def test_the_api_and_the_report_give_size_and_recommendation(region_run, tmp_path):
-    from fastapi.testclient import TestClient
-
+    from service import authorised_client
     from thyronet.apps.serve.app import create_app
 
     path = make_us_dicom(tmp_path / "us.dcm", spacing_mm=0.1)
-    body = TestClient(create_app(region_run)).post(
+    body = authorised_client(create_app(region_run)).post(
         "/api/v1/predict", files={"file": ("us.dcm", path.read_bytes(), "application/dicom")}).json()
     assert body["tirads_level"] and body["acr_recommendation"]["action"] in (
         "FNA", "follow-up", "no FNA or follow-up", "size needed")
