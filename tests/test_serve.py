@@ -391,3 +391,37 @@ def test_the_audit_trail_records_uploads_by_uid_and_no_patient_name_reaches_a_lo
     assert upload and upload[-1]["uid"] == dataset.SOPInstanceUID and upload[-1]["outcome"] == "ok"
     assert verify_audit_log(app.state.access.audit.path).problem is None
     assert oct(app.state.access.audit.path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_over_tls_the_cookie_is_secure_and_hsts_is_sent(tiny_run, tmp_path):
+    import ssl
+
+    import uvicorn
+
+    from certificates import make_certificates
+
+    certificates = make_certificates(tmp_path / "tls")
+    app = create_app(tiny_run, ServiceSettings(state_dir=tmp_path / "state", tls=True))
+    password = app.state.access.accounts.add_user("dr-tls", "viewer")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           ssl_certfile=str(certificates["cert"]), ssl_keyfile=str(certificates["key"])))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        trust = ssl.create_default_context(cafile=str(certificates["ca"]))
+        response = httpx.post(f"https://127.0.0.1:{port}/api/v1/login", json={"username": "dr-tls", "password": password},
+                              verify=trust)
+        assert response.status_code == 200
+        cookie = response.headers["set-cookie"].lower()
+        assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+        assert response.headers["strict-transport-security"].startswith("max-age=")
+        with pytest.raises(httpx.ConnectError):  # a client that does not trust the certificate gets nowhere
+            httpx.get(f"https://127.0.0.1:{port}/health")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
