@@ -15,6 +15,7 @@ from thyronet.inference.calibration import (
     expected_calibration_error,
     fit_platt,
     negative_log_likelihood,
+    operating_point,
     threshold_for_sensitivity,
 )
 
@@ -61,10 +62,42 @@ def test_threshold_meets_the_target_sensitivity_on_fixed_vectors(target):
 
 
 def test_calibrate_reports_validation_operating_point():
-    labels = np.array([1, 1, 1, 1, 0, 0])
-    logits = np.stack([np.zeros(6), np.array([3.0, 2.0, 1.0, -1.0, 1.5, -2.0])], 1)
-    calibration = calibrate(logits, labels, 0.75)
-    assert calibration.val_sensitivity == 0.75 and calibration.val_specificity == 0.5
+    labels = np.array([1] * 12 + [0] * 12)
+    margin = np.array([3.0, 2.5, 2.0, 1.8, 1.5, 1.2, 1.0, 0.8, 0.5, -1.0, -1.5, -2.0] +
+                      [1.6, 0.9, 0.2, -0.1, -0.4, -0.7, -1.1, -1.3, -1.7, -2.2, -2.6, -3.0])
+    calibration = calibrate(np.stack([np.zeros(24), margin], 1), labels, 0.75)
+    assert calibration.warning is None and (calibration.val_benign, calibration.val_malignant) == (12, 12)
+    assert calibration.val_sensitivity == 0.75 and calibration.val_specificity == pytest.approx(10 / 12)
+
+
+def test_a_threshold_on_too_few_benign_cases_is_refused_and_every_answer_says_so():
+    """The fresh-machine case: 48 validation cases of which 8 benign."""
+    rng = np.random.default_rng(3)
+    labels = np.array([1] * 40 + [0] * 8)
+    probs = rng.uniform(0.6, 0.95, 48)
+    calibration = operating_point(labels, probs, 0.9)
+    assert calibration.threshold == 0.5 and "refused" in calibration.warning and "8 benign" in calibration.warning
+    assert calibration.val_specificity == 0.0 and "also calls every validation image one class" in calibration.warning
+
+
+def test_a_threshold_that_calls_every_case_malignant_is_refused():
+    labels = np.array([1] * 20 + [0] * 20)
+    probs = np.concatenate([np.linspace(0.7, 0.9, 20), np.linspace(0.8, 0.95, 20)])  # the benign score higher
+    calibration = operating_point(labels, probs, 1.0)
+    assert threshold_for_sensitivity(labels, probs, 1.0) == pytest.approx(0.7)  # would call all 40 malignant
+    assert calibration.threshold == 0.5 and "sensitivity 1.00, specificity 0.00" in calibration.warning
+
+
+def test_the_run_ends_with_the_test_auroc_its_counts_and_a_warning_when_it_may_be_chance():
+    from thyronet.evaluation.tables import headline
+
+    def result(auroc, low, high):
+        return {"case": {"n": 60, "n_malignant": 48, "auroc": auroc, "auroc_ci_low": low, "auroc_ci_high": high}}
+
+    good = headline({"val": result(0.8, 0.7, 0.9), "test": result(0.81, 0.70, 0.90), "calibration": {"warning": None}})
+    assert good == "test: case AUROC 0.810 [0.700, 0.900] on 60 cases (12 benign, 48 malignant)"
+    weak = headline({"test": result(0.6, 0.45, 0.74), "calibration": {"warning": "operating threshold 0.77 refused: x"}})
+    assert "warning: the 95% interval includes 0.5" in weak and "warning: operating threshold 0.77 refused" in weak
 
 
 def test_cam_in_outline_on_a_known_hot_spot():
@@ -225,3 +258,16 @@ def test_export_refuses_pooling_onnx_cannot_express(tmp_path):
     with pytest.raises(ThyronetError, match="96-px model cannot be exported to ONNX: its adaptive pooling maps 2x2 -> 6x6"):
         export_onnx(alexnet, tmp_path / "a.onnx", 1, 96)
     assert not (tmp_path / "a.onnx").exists()
+
+
+def test_a_head_is_assessed_only_when_it_beats_the_commonest_value_beyond_chance():
+    from thyronet.evaluation.tables import descriptor_reliability
+
+    def head(balanced, kappa_low):
+        return {"n": 80, "acc": 0.6, "majority_acc": 0.5, "balanced_acc": balanced, "majority_balanced_acc": 1 / 3,
+                "kappa": kappa_low + 0.1, "kappa_ci_low": kappa_low, "kappa_ci_high": kappa_low + 0.2}
+
+    verdict = descriptor_reliability({"composition": head(0.6, 0.05), "echogenicity": head(0.6, -0.02),
+                                      "margins": head(0.3, 0.01), "calcifications": {"n": 0}})
+    assert [verdict[name]["assessed"] for name in ("composition", "echogenicity", "margins", "calcifications")] == [
+        True, False, False, False]

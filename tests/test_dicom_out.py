@@ -138,17 +138,27 @@ def test_predict_writes_sr_for_dicom_inputs_and_says_so_for_others(tiny_run, tmp
 def test_the_api_and_the_report_give_size_and_recommendation(region_run, tmp_path):
     from service import authorised_client
     from thyronet.apps.serve.app import create_app
+    from thyronet.inference.backends import load_backend
 
+    reliability = load_backend(region_run).info["descriptor_reliability"]  # measured on validation, kept with the run
+    assert set(reliability) == {"composition", "echogenicity", "margins", "calcifications"}
+    assert all("assessed" in head for head in reliability.values())
     path = make_us_dicom(tmp_path / "us.dcm", spacing_mm=0.1)
     body = authorised_client(create_app(region_run)).post(
         "/api/v1/predict", files={"file": ("us.dcm", path.read_bytes(), "application/dicom")}).json()
-    assert body["tirads_level"] and body["acr_recommendation"]["action"] in (
-        "FNA", "follow-up", "no FNA or follow-up", "size needed")
+    if all(head["assessed"] for head in reliability.values()):
+        assert body["tirads_level"] and body["acr_recommendation"]["action"] in (
+            "FNA", "follow-up", "no FNA or follow-up", "size needed")
+    else:  # a 1-epoch model's heads rarely beat the commonest value: no level, no recommendation
+        assert body["tirads_level"] is None and body["acr_recommendation"] is None
     if body["region"] == "predicted":  # the segmenter found a nodule: its size in mm from the calibration
         assert body["nodule_size"]["unit"] == "mm" and body["nodule_size"]["long_axis"] > 0
     assert main(["predict", str(region_run), str(path), "--report", str(tmp_path / "r.html")]) == 0
     report = (tmp_path / "r.html").read_text()
-    assert "ACR TI-RADS 2017:" in report and "derived from predictions" in report
+    if body["tirads_level"]:
+        assert "ACR TI-RADS 2017:" in report and "derived from predictions" in report
+    else:
+        assert "ACR TI-RADS 2017:" not in report  # no level, so no recommendation either
 
 
 @pytest.mark.parametrize("syntax", ["RLE Lossless", "JPEG-LS Lossless", "JPEG Baseline"])
@@ -212,3 +222,36 @@ def test_a_uid_that_is_not_a_uid_is_refused_before_it_names_a_file(tmp_path):
     with pytest.raises(DataError, match="SOPInstanceUID is not a valid DICOM UID"):
         write_dicom_results(path, answered(path), tmp_path / "out", "resnet18")
     assert not list(tmp_path.rglob("*TRAVERSAL*"))
+
+
+def test_a_descriptor_head_no_better_than_the_commonest_value_is_not_assessed_in_csv_and_sr(tmp_path):
+    """The run's held-out reliability says echogenicity did not beat the majority: no finding, no level."""
+    import csv
+    from types import SimpleNamespace
+
+    from thyronet.data.vocabulary import DESCRIPTOR_CLASSES
+    from thyronet.inference.answers import NOT_ASSESSED, answer_result, write_predictions
+    from thyronet.inference.backends import Backend
+    from thyronet.inference.calibration import Calibration
+    from thyronet.inference.predictor import FrameResult
+
+    path = make_us_dicom(tmp_path / "us.dcm")
+    template = answered(path)
+    heads = {name: np.eye(len(classes))[0] * 0.7 + 0.1 for name, classes in DESCRIPTOR_CLASSES.items()}
+    reliability = {name: {"assessed": name != "echogenicity"} for name in heads}
+    backend = Backend(SimpleNamespace(calibration=Calibration(threshold=0.5)), path, "torch",
+                      {"descriptor_reliability": reliability})
+    answer = answer_result(backend, FrameResult(0.8, heads, template.prepared), str(path), template.frame)
+    prediction = answer.prediction
+    assert prediction.echogenicity == NOT_ASSESSED and prediction.echogenicity_prob is None
+    assert prediction.composition == DESCRIPTOR_CLASSES["composition"][0] and "hypoechoic" not in prediction.description
+    assert prediction.tirads_level is None and prediction.tirads_points is None  # a category it needs is missing
+    write_predictions([prediction], tmp_path / "predictions.csv")
+    with open(tmp_path / "predictions.csv") as handle:
+        row = next(csv.DictReader(handle))
+    assert row["echogenicity"] == NOT_ASSESSED and row["tirads_level"] == ""
+    sr_path = next(p for p in write_dicom_results(path, answer, tmp_path / "out", "resnet18") if p.name.endswith(".sr.dcm"))
+    evaluations = {e.name.meaning: e.value.meaning
+                   for e in hd.sr.srread(sr_path).content.get_planar_roi_measurement_groups()[0].get_qualitative_evaluations()}
+    assert evaluations[codes.DCM.Echogenicity.meaning] == NOT_ASSESSED
+    assert "ACR TI-RADS level from predicted descriptors" not in evaluations

@@ -14,7 +14,7 @@ from PIL import Image
 
 from thyronet import __version__
 from thyronet.data.imageio import spacing_mm
-from thyronet.inference.answers import Answer
+from thyronet.inference.answers import Answer, tirads_note
 from thyronet.inference.backends import Backend
 from thyronet.inference.measure import findings
 from thyronet.inference.nodules import NoduleAnswer
@@ -95,9 +95,7 @@ against the operating threshold.</p>
         if prediction.warning:
             details += f"<br><span class='err'>warning: this image {html.escape(prediction.warning)}</span>"
         if prediction.description:
-            details += (f"<br><small>predicted: {html.escape(prediction.description)}; ACR TI-RADS "
-                        f"{prediction.tirads_points} points ({prediction.tirads_level}), derived from the model's "
-                        "descriptor predictions</small>")
+            details += f"<br><small>predicted: {html.escape(prediction.description)}; {html.escape(tirads_note(prediction))}</small>"
         found = findings(answer, spacing_mm(prediction.source_file))
         if found.measurement is not None:
             size = found.measurement

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import f1_score
+from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score, f1_score
 
 from thyronet.data.tirads import expected_points
 from thyronet.data.vocabulary import DESCRIPTORS, MISSING, descriptor_targets
@@ -63,15 +63,50 @@ def score_descriptors(predictions: Predictions) -> dict[str, dict[str, float]]:
             result[name] = {"n": 0}
             continue
         counts = np.bincount(truth)
+        kappa_low, kappa_high = _kappa_interval(truth, predicted)
         result[name] = {
             "n": int(len(truth)),
             "acc": float((predicted == truth).mean()),
+            "balanced_acc": float(balanced_accuracy_score(truth, predicted)),
+            "majority_balanced_acc": 1.0 / len(np.unique(truth)),  # always the commonest value: one class in k right
+            "kappa": float(cohen_kappa_score(truth, predicted)) if len(np.unique(np.r_[truth, predicted])) > 1 else 0.0,
+            "kappa_ci_low": kappa_low, "kappa_ci_high": kappa_high,
             "macro_f1": float(f1_score(truth, predicted, average="macro", labels=np.unique(truth), zero_division=0)),
             "majority_acc": float(counts.max() / len(truth)),
             "majority_macro_f1": float(f1_score(truth, np.full_like(truth, counts.argmax()), average="macro",
                                                 labels=np.unique(truth), zero_division=0)),
         }
     return result
+
+
+def _kappa_interval(truth: np.ndarray, predicted: np.ndarray, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap 95% interval of Cohen's kappa (images resampled; a resample of one class counts as 0)."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        pick = rng.integers(0, len(truth), len(truth))
+        both = np.r_[truth[pick], predicted[pick]]
+        values.append(cohen_kappa_score(truth[pick], predicted[pick]) if len(np.unique(both)) > 1 else 0.0)
+    return float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))
+
+
+def descriptor_reliability(scores: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """Per descriptor head, whether it is reliable enough to be shown as a finding: its agreement
+    with the expert beyond chance is shown (Cohen's kappa's 95% interval above 0) and its balanced
+    accuracy beats always answering the commonest value. Stored with the run; a head that fails
+    is reported as "not assessed by the model"."""
+    reliability = {}
+    for name, head in scores.items():
+        if not head.get("n"):
+            reliability[name] = {"assessed": False, "n": 0, "reason": "no held-out image with this descriptor"}
+            continue
+        assessed = head["kappa_ci_low"] > 0 and head["balanced_acc"] > head["majority_balanced_acc"]
+        reliability[name] = {
+            "assessed": bool(assessed), "n": head["n"], "balanced_acc": head["balanced_acc"],
+            "majority_balanced_acc": head["majority_balanced_acc"], "kappa": head["kappa"],
+            "kappa_ci": [head["kappa_ci_low"], head["kappa_ci_high"]], "acc": head["acc"], "majority_acc": head["majority_acc"],
+        }
+    return reliability
 
 
 def write_evaluation(predictions: Predictions, out_dir: Path, name: str) -> dict[str, Any]:
@@ -108,6 +143,25 @@ def result_table(results: dict[str, dict[str, Any]], multiclass: bool = False) -
                          f"{m['majority_acc']:>8.3f}" + "".join(f" {m[key]:>{width}{spec}}" for _, key, width, spec in tail))
     decision = "the most probable class" if multiclass else "threshold 0.5"
     lines.append(f"({decision}; the majority column is the accuracy of always answering the largest class)")
+    return "\n".join(lines)
+
+
+def headline(results: dict[str, Any]) -> str:
+    """The lines a run ends with: the held-out case AUROC with its 95% interval and the benign and
+    malignant cases it rests on, a plain warning when the interval includes 0.5, and the operating
+    point's warning if it was refused."""
+    side = "test" if "test" in results else "val"
+    case = results[side]["case"]
+    malignant = case["n_malignant"]
+    lines = [f"{side}: case AUROC {format_ci(case)} on {case['n']} cases ({case['n'] - malignant} benign, {malignant} malignant)"
+             + ("" if side == "test" else "; no test split: validation also chose the threshold")]
+    low, high = case.get("auroc_ci_low"), case.get("auroc_ci_high")
+    if low is None or high is None or np.isnan(low) or low <= 0.5 <= high:
+        lines.append(f"warning: the 95% interval includes 0.5: on these {side} cases the model is not shown to rank "
+                     "malignant nodules above benign ones better than chance")
+    warning = (results.get("calibration") or {}).get("warning")
+    if warning:
+        lines.append(f"warning: {warning}")
     return "\n".join(lines)
 
 

@@ -70,6 +70,7 @@ class Answer:
     case: str | None = None  # the source's case (DDTI's case, a manifest's group column); None for loose inputs
 
 
+NOT_ASSESSED = "not assessed by the model"  # a descriptor head no better than the commonest value
 OOD_WARNING = ("does not look like the thyroid ultrasound this model learnt from (out-of-distribution score "
                "{score:.2f} > 1): do not rely on this prediction")
 
@@ -92,6 +93,8 @@ def answer_result(backend: Backend, result: FrameResult, name: str, image: np.nd
     else:
         warning = None
     calibration = backend.calibration
+    if calibration.warning:  # every answer of a model without a validated operating point says so
+        warning = "; ".join(filter(None, (warning, calibration.warning)))
     prediction = Prediction(
         name, probability, calibration.decide(probability), calibration.threshold,
         calibration.val_sensitivity, calibration.val_specificity, region=prepared.region,
@@ -99,15 +102,22 @@ def answer_result(backend: Backend, result: FrameResult, name: str, image: np.nd
         ood_score=None if result.ood_score is None else round(result.ood_score, 3), warning=warning,
     )
     if heads:
+        # a head that did not beat the commonest value on held-out images (the run's descriptor
+        # reliability) is no finding; checkpoints from before it was measured have no verdict
+        reliability = backend.info.get("descriptor_reliability", {})
         values = {}
         for head, probs in heads.items():
+            if not reliability.get(head, {}).get("assessed", True):
+                setattr(prediction, head, NOT_ASSESSED)
+                continue
             index = int(probs.argmax())
             values[head] = DESCRIPTOR_CLASSES[head][index]
             setattr(prediction, head, values[head])
             setattr(prediction, f"{head}_prob", round(float(probs[index]), 4))
-        prediction.description = describe(values)
-        prediction.tirads_points = most_likely_points(values)
-        prediction.tirads_level = tirads_level(prediction.tirads_points)
+        prediction.description = describe(values) or None
+        if len(values) == len(heads):  # TI-RADS points only from a complete set of assessed categories
+            prediction.tirads_points = most_likely_points(values)
+            prediction.tirads_level = tirads_level(prediction.tirads_points)
     return Answer(prediction, image, prepared)
 
 
@@ -141,6 +151,13 @@ def write_predictions(predictions: Sequence[Prediction], path: Path) -> None:
         writer.writerows(rows)
 
 
+def tirads_note(prediction: Prediction) -> str:
+    """'ACR TI-RADS 7 points, TR5, derived from the predicted descriptors', or why there is no level."""
+    if prediction.tirads_level is None:
+        return f"no ACR TI-RADS level: a category is {NOT_ASSESSED}"
+    return f"ACR TI-RADS {prediction.tirads_points} points, {prediction.tirads_level}, derived from the predicted descriptors"
+
+
 def format_predictions(predictions: Sequence[Prediction]) -> str:
     width = max([len(p.input) for p in predictions] + [5])
     lines = [f"{'input':<{width}}  {'P(malignant)':>12}  {'decision':<9}  {'threshold':>9}  region"]
@@ -152,8 +169,7 @@ def format_predictions(predictions: Sequence[Prediction]) -> str:
             if p.warning:
                 lines.append(f"{'':<{width}}  warning: {p.warning}")
             if p.description:
-                lines.append(f"{'':<{width}}  predicted: {p.description} (ACR TI-RADS {p.tirads_points} points, "
-                             f"{p.tirads_level}, derived from the predicted descriptors)")
+                lines.append(f"{'':<{width}}  predicted: {p.description} ({tirads_note(p)})")
     return "\n".join(lines)
 
 

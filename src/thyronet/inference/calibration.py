@@ -5,7 +5,14 @@ The bias matters because training weights the classes (or samples them) as if th
 frequent: the network's log-odds are then centred for a balanced population, and a temperature
 alone, which can only flatten them, answers about 0.5 for everything on DDTI's 83% malignant
 cases (measured: the default of 2026-11-30, 49d7b68, hit the temperature's bound, 20). Fitting
-``sigmoid(log-odds / T + b)`` (Platt scaling on the logit difference) moves them back."""
+``sigmoid(log-odds / T + b)`` (Platt scaling on the logit difference) moves them back.
+
+An operating threshold is only as good as the cases it was chosen on: with fewer than
+``MIN_CASES_PER_CLASS`` of either class, or when it calls every validation case one class
+(sensitivity 1 and specificity 0, or the reverse), it is refused, the threshold falls back to 0.5
+on the calibrated probability, and the calibration carries a warning that every answer repeats
+(measured: a fresh-machine `make run` of 2026-12-05 chose 0.77 on 48 validation cases of which 8
+benign, sensitivity 1.00 and specificity 0.00, and printed it without a word)."""
 
 from __future__ import annotations
 
@@ -61,6 +68,14 @@ def threshold_for_sensitivity(labels: np.ndarray, probs: np.ndarray, target: flo
     return float(positives[max(needed, 1) - 1])
 
 
+MIN_CASES_PER_CLASS = 10
+
+
+def degenerate(sensitivity: float | None, specificity: float | None) -> bool:
+    """Whether an operating point calls every case one class on the data it was chosen on."""
+    return sensitivity is not None and specificity is not None and {sensitivity, specificity} == {0.0, 1.0}
+
+
 def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:
     """Mean |observed rate - mean predicted probability| over equal-width bins, weighted by size."""
     edges = np.linspace(0, 1, bins + 1)
@@ -85,6 +100,9 @@ class Calibration:
     val_specificity: float | None = None
     val_ece_before: float | None = None
     val_ece_after: float | None = None
+    val_benign: int | None = None  # the validation images the threshold was chosen on, per class
+    val_malignant: int | None = None
+    warning: str | None = None  # set when the operating point cannot be relied on (see the module's note)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,17 +119,38 @@ class Calibration:
 def operating_point(labels: np.ndarray, probs: np.ndarray, target_sensitivity: float, temperature: float = 1.0,
                     bias: float = 0.0) -> Calibration:
     """The threshold chosen on validation probabilities for the target sensitivity, with the
-    sensitivity and specificity it gives there."""
-    threshold = threshold_for_sensitivity(labels, probs, target_sensitivity)
-    predicted = probs >= threshold
+    sensitivity and specificity it gives there; refused (0.5 instead, and a warning) when too few
+    cases of a class hold it or it calls every case one class."""
     positives, negatives = labels == 1, labels == 0
+    chosen = threshold_for_sensitivity(labels, probs, target_sensitivity)
+
+    def rates(threshold: float) -> tuple[float | None, float | None]:
+        predicted = probs >= threshold
+        return (float(predicted[positives].mean()) if positives.any() else None,
+                float((~predicted[negatives]).mean()) if negatives.any() else None)
+
+    sensitivity, specificity = rates(chosen)
+    benign, malignant = int(negatives.sum()), int(positives.sum())
+    problem = None
+    if min(benign, malignant) < MIN_CASES_PER_CLASS:
+        problem = f"chosen on {benign} benign and {malignant} malignant validation images (fewer than {MIN_CASES_PER_CLASS} of a class)"
+    elif degenerate(sensitivity, specificity):
+        problem = (f"it calls every validation image one class (sensitivity {sensitivity:.2f}, specificity "
+                   f"{specificity:.2f} on {benign} benign and {malignant} malignant)")
+    warning = None
+    if problem:
+        threshold = 0.5
+        sensitivity, specificity = rates(threshold)
+        warning = (f"operating threshold {chosen:.2f} refused: {problem}; the decision uses 0.5 on the calibrated "
+                   "probability instead and is not a validated operating point")
+        if degenerate(sensitivity, specificity):
+            warning += " (and 0.5 also calls every validation image one class: read the probability, not the decision)"
+    else:
+        threshold = chosen
     return Calibration(
-        temperature=temperature,
-        bias=bias,
-        threshold=threshold,
-        target_sensitivity=target_sensitivity,
-        val_sensitivity=float(predicted[positives].mean()) if positives.any() else None,
-        val_specificity=float((~predicted[negatives]).mean()) if negatives.any() else None,
+        temperature=temperature, bias=bias, threshold=threshold, target_sensitivity=target_sensitivity,
+        val_sensitivity=sensitivity, val_specificity=specificity, val_benign=benign, val_malignant=malignant,
+        warning=warning,
     )
 
 

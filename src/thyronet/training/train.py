@@ -38,7 +38,14 @@ from thyronet.data.splits import Split, SplitPlan, receipt
 from thyronet.errors import ThyronetError
 from thyronet.evaluation.multiclass import evaluate_side
 from thyronet.evaluation.segmetrics import evaluate_segmenter, format_segmentation
-from thyronet.evaluation.tables import nan_to_none, result_table, write_evaluation
+from thyronet.evaluation.tables import (
+    descriptor_reliability,
+    headline,
+    nan_to_none,
+    result_table,
+    score_descriptors,
+    write_evaluation,
+)
 from thyronet.inference.calibration import Calibration, calibrate
 from thyronet.inference.checkpoint import load_network, save_calibration
 from thyronet.inference.ood import FeatureGate
@@ -277,6 +284,8 @@ def finalize(config: RunConfig, datamodule: UltrasoundDataModule, split: Split, 
     if val.features is not None:
         loaded.gate = fit_gate(loaded, datamodule.records("train"), val.features)
         extra["ood"] = loaded.gate.to_dict()
+    if val.descriptors:  # which heads may show their answer as a finding (held-out agreement with the expert)
+        extra["descriptor_reliability"] = descriptor_reliability(score_descriptors(val))
     save_calibration(best, calibration, extra)
     loaded.calibration = val.calibration = calibration
     results: dict[str, Any] = {"model": config.model.name, "calibration": calibration.to_dict()}
@@ -289,7 +298,8 @@ def finalize(config: RunConfig, datamodule: UltrasoundDataModule, split: Split, 
             loaded.config.data.roi = dataclasses.replace(config.data.roi, mode="expert")
             results["test_expert_region"] = write_evaluation(predict_records(loaded, datamodule.records("test")),
                                                              run_dir, "test_expert_region")
-    log.info("%s\nrun folder: %s", result_table({k: results[k] for k in ("val", "test") if k in results}), run_dir)
+    log.info("%s\nrun folder: %s\n%s", result_table({k: results[k] for k in ("val", "test") if k in results}), run_dir,
+             headline(results))
     return results
 
 
