@@ -151,7 +151,8 @@ def test_images_in_by_c_store_answers_out_as_sr_and_seg(region_run, orthanc, tmp
                 for dataset in instances(base, "SR")]
     assert findings[0].tracking_uid == findings[1].tracking_uid, log  # one nodule: the same finding in both SRs
     assert f"series {series}: one nodule from 2 view(s)" in log
-    assert "no pixel data, nothing to answer" in log and "aborted" in log and "Traceback" not in log
+    assert "Basic Text SR Storage, modality SR: thyronet reads ultrasound only" in log and "aborted" in log
+    assert "Traceback" not in log
     assert not list((tmp_path / "node" / "outbox").glob("*.dcm"))  # everything sent
 
 
@@ -190,3 +191,87 @@ def test_a_restarted_node_answers_what_it_had_received(region_run, tmp_path):
     assert not image.exists() and not list(incoming.iterdir())
     assert sorted(pydicom.dcmread(path).Modality for path in node.outbox.glob("*.dcm")) == ["SEG", "SR"]
     assert [path.name for path in node.rejected.iterdir()] == [text.name]
+
+
+def _send(port: int, *datasets: pydicom.Dataset, transfer_syntax=ExplicitVRLittleEndian) -> list[int]:
+    """C-STORE each data set in one association; the statuses the node answered."""
+    ae = AE(ae_title="SCANNER")
+    for dataset in datasets:
+        ae.add_requested_context(dataset.SOPClassUID, transfer_syntax)
+    assoc = ae.associate("127.0.0.1", port, ae_title="THYRONET")
+    assert assoc.is_established
+    try:
+        return [int(assoc.send_c_store(dataset).Status) for dataset in datasets]
+    finally:
+        assoc.release()
+
+
+def test_a_name_from_the_wire_never_reaches_the_file_system_and_only_ultrasound_is_answered(tiny_run, tmp_path, caplog):
+    """A hostile SOP Instance UID is refused and writes nothing anywhere; a CT is answered success
+    after a log line and kept nowhere; an ultrasound image is spooled under the node's own name."""
+    import logging
+
+    from thyronet.apps.dicom_node import CANNOT_UNDERSTAND, SUCCESS, DicomNode, spool_name
+    from thyronet.inference.backends import load_backend
+
+    node = DicomNode(load_backend(tiny_run), tmp_path / "node")
+    port = free_port()
+    traversal = pydicom.dcmread(make_us_dicom(tmp_path / "t.dcm"))
+    with pydicom.config.disable_value_validation():
+        traversal.SOPInstanceUID = "../../../../elsewhere/TRAVERSAL"
+    ct = pydicom.dcmread(make_us_dicom(tmp_path / "ct.dcm"))
+    ct.SOPClassUID, ct.Modality = pydicom.uid.CTImageStorage, "CT"
+    good = pydicom.dcmread(make_us_dicom(tmp_path / "us.dcm"))
+    good.PatientName, good.PatientID = "DOE^JANE", "MRN0012345"
+    with caplog.at_level(logging.INFO, logger="thyronet"):
+        node.start("127.0.0.1", port)
+        try:
+            assert _send(port, traversal, ct, good) == [CANNOT_UNDERSTAND, SUCCESS, SUCCESS]
+        finally:
+            node.stop()
+    assert not list(tmp_path.parent.rglob("*TRAVERSAL*")) and not (tmp_path / "elsewhere").exists()
+    assert "CT Image Storage, modality CT: thyronet reads ultrasound only" in caplog.text
+    assert "DOE" not in caplog.text and "MRN0012345" not in caplog.text
+    written = [p.name for p in node.outbox.iterdir()]
+    assert written == [f"{spool_name(good.SOPInstanceUID)}.sr.dcm"]  # the whole-frame model outlines nothing: no SEG
+    assert good.SOPInstanceUID not in " ".join(written)  # named by the node, not by the sender
+    for folder in (node.folder, node.incoming, node.outbox, node.rejected):
+        assert oct(folder.stat().st_mode & 0o777) == "0o700"
+    assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in node.outbox.iterdir())
+
+
+@pytest.mark.parametrize("syntax", [pydicom.uid.JPEGBaseline8Bit, pydicom.uid.RLELossless, pydicom.uid.JPEGLSLossless])
+def test_compressed_transfer_syntaxes_are_accepted_and_answered(tiny_run, tmp_path, syntax):
+    from thyronet.apps.dicom_node import SUCCESS, DicomNode
+    from thyronet.inference.backends import load_backend
+
+    dataset = pydicom.dcmread(make_us_dicom(tmp_path / "us.dcm"))
+    if syntax == pydicom.uid.JPEGBaseline8Bit:  # pydicom decodes it but does not encode it: Pillow does
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(dataset.pixel_array).save(buffer, format="JPEG", quality=95)
+        dataset.PixelData = pydicom.encaps.encapsulate([buffer.getvalue()])
+        dataset["PixelData"].VR = "OB"
+        dataset.file_meta.TransferSyntaxUID = syntax
+    else:
+        dataset.compress(syntax)
+    node = DicomNode(load_backend(tiny_run), tmp_path / "node")
+    port = free_port()
+    node.start("127.0.0.1", port)
+    try:
+        assert _send(port, dataset, transfer_syntax=syntax) == [SUCCESS]
+    finally:
+        node.stop()
+    assert [pydicom.dcmread(p).Modality for p in node.outbox.glob("*.dcm")] == ["SR"] and not list(node.rejected.iterdir())
+
+
+def test_retry_towards_a_host_that_does_not_exist_is_one_line(tiny_run, tmp_path):
+    outbox = tmp_path / "node" / "outbox"
+    outbox.mkdir(parents=True)
+    make_us_dicom(outbox / "waiting.sr.dcm")  # a result that waits for its destination
+    result = subprocess.run([THYRONET or "thyronet", "dicom-node", str(tiny_run), "--folder", str(tmp_path / "node"),
+                             "--retry", "--send-to", "no-such-host.invalid:104:PACS"], capture_output=True, text=True,
+                            timeout=120)
+    assert "Traceback" not in result.stderr + result.stdout and result.returncode == 1
+    assert "1 result(s) not sent" in result.stdout and "no-such-host.invalid" in result.stderr

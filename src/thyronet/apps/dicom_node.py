@@ -9,16 +9,24 @@ then writes them as the views of one nodule (``inference.nodules``).
 ``incoming/`` holds what has not been answered yet: an image leaves it once its results are in the
 outbox, so a node that was stopped or killed answers on its next start what it had received (a
 series held in memory is answered again from its files).
-Nothing is lost and nothing stops the node: an object without pixels, of a non-image SOP class,
-or that cannot be decoded is one log line naming its SOP Instance UID and the reason, and is moved
-to ``rejected/`` for a person to look at; results that
-could not be sent (the destination is down, refuses them) stay in ``outbox/`` and are sent again
-with the next result, or by ``thyronet dicom-node --retry``; an aborted association leaves
-nothing half-written (files are written atomically).
+Nothing is lost and nothing stops the node: an object that is not ultrasound (a CT, an SR, a
+presentation state) is answered "success" after one log line naming its SOP Instance UID and what
+it is (so that the sender does not send it again forever) and is not kept; a data set that cannot
+be parsed, or whose SOP Instance UID is not a valid UID, is refused with status 0xC000; an
+ultrasound image that cannot be decoded is one log line and is moved to ``rejected/`` for a person
+to look at. Results that could not be sent (the destination is down, refuses them) stay in
+``outbox/`` and are sent again in the background with a growing pause (from ``RETRY_FIRST_S`` up
+to ``RETRY_MAX_S``), with the next result, or by ``thyronet dicom-node --retry``; an aborted
+association leaves nothing half-written (files are written atomically).
+
+Names from the wire never reach the file system: every file is named by the SHA-256 of its SOP
+Instance UID (the same object sent twice is one file). The folders are owner-only (0700, files
+0600): they hold patient data. Logs name SOP Instance UIDs, never a patient's name or ID.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import threading
@@ -31,7 +39,9 @@ from pydicom.uid import UID
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Comprehensive3DSRStorage, SecondaryCaptureImageStorage, SegmentationStorage, Verification
 
+from thyronet.apps.access import owner_only_folder
 from thyronet.apps.dicom_out import write_dicom_results
+from thyronet.data.dicom import ultrasound_refusal
 from thyronet.data.imageio import read_image
 from thyronet.errors import DataError, ThyronetError
 from thyronet.inference.answers import Answer, predict_image
@@ -40,8 +50,19 @@ from thyronet.inference.nodules import NoduleAnswer
 from thyronet.io import atomic_path
 
 log = logging.getLogger(__name__)
-SUCCESS, PROCESSING_FAILURE = 0x0000, 0x0110
+SUCCESS, CANNOT_UNDERSTAND = 0x0000, 0xC000
 RESULT_CLASSES = (Comprehensive3DSRStorage, SegmentationStorage, SecondaryCaptureImageStorage)  # what the node sends
+# What the node accepts besides the uncompressed syntaxes: the compressed ones scanners and PACS
+# send and the installed decoders read (pydicom with pylibjpeg, pyjpegls and openjpeg).
+COMPRESSED_SYNTAXES = (pydicom.uid.JPEGBaseline8Bit, pydicom.uid.JPEGExtended12Bit, pydicom.uid.JPEGLSLossless,
+                       pydicom.uid.JPEGLSNearLossless, pydicom.uid.JPEG2000Lossless, pydicom.uid.JPEG2000,
+                       pydicom.uid.RLELossless, pydicom.uid.DeflatedExplicitVRLittleEndian)
+RETRY_FIRST_S, RETRY_MAX_S = 10.0, 600.0
+
+
+def spool_name(uid: str) -> str:
+    """The node's own name for an object: never the received UID itself, which could be a path."""
+    return hashlib.sha256(uid.encode()).hexdigest()[:40]
 
 
 @dataclass(frozen=True)
@@ -72,25 +93,41 @@ class DicomNode:
         self.series_wait = series_wait
         self.series: dict[str, tuple[float, list[tuple[Path, Answer]]]] = {}  # series UID: (last arrival, views)
         self.incoming, self.outbox, self.rejected = (self.folder / name for name in ("incoming", "outbox", "rejected"))
-        for folder in (self.incoming, self.outbox, self.rejected):
-            folder.mkdir(parents=True, exist_ok=True)
+        for folder in (self.folder, self.incoming, self.outbox, self.rejected):
+            owner_only_folder(folder)
         self.ae = AE(ae_title=ae_title)
-        self.ae.supported_contexts = AllStoragePresentationContexts
+        for context in AllStoragePresentationContexts:
+            self.ae.add_supported_context(context.abstract_syntax, [*context.transfer_syntax, *COMPRESSED_SYNTAXES])
         self.ae.add_supported_context(Verification)
+        self.retry_pause, self.next_retry = RETRY_FIRST_S, 0.0  # background delivery of what waits in the outbox
         self.work: queue.Queue[Path | None] = queue.Queue()
         self.worker = threading.Thread(target=self._work, name="thyronet-dicom-worker", daemon=True)
         self.server = None
 
     # -- receiving ---------------------------------------------------------------------------
     def _on_store(self, event) -> int:
+        """File what arrives and answer the sender: success once it is safely on disk (or, for an
+        object thyronet does not read, once that is logged); 0xC000 for what cannot be parsed."""
         try:
             dataset = event.dataset
             dataset.file_meta = event.file_meta
             uid = str(dataset.SOPInstanceUID)
         except Exception as error:  # a data set pydicom cannot parse
-            log.warning("C-STORE from %s: unreadable data set (%s); refused", event.assoc.requestor.ae_title, error)
-            return PROCESSING_FAILURE
-        path = self.incoming / f"{uid}.dcm"
+            log.warning("C-STORE from %s: unreadable data set (%s); refused", event.assoc.requestor.ae_title,
+                        error.__class__.__name__)
+            return CANNOT_UNDERSTAND
+        if not UID(uid).is_valid:
+            log.warning("C-STORE from %s: SOP Instance UID %r is not a valid UID; refused",
+                        event.assoc.requestor.ae_title, uid[:70])
+            return CANNOT_UNDERSTAND
+        try:
+            refusal = ultrasound_refusal(dataset)
+        except Exception as error:  # an attribute that fails to convert on access
+            refusal = f"malformed header ({error.__class__.__name__})"
+        if refusal:
+            log.warning("SOP Instance %s: %s; not answered (success status, so the sender does not retry it)", uid, refusal)
+            return SUCCESS
+        path = self.incoming / f"{spool_name(uid)}.dcm"
         with atomic_path(path) as tmp:
             dataset.save_as(tmp, enforce_file_format=True)
         self.work.put(path)
@@ -124,12 +161,13 @@ class DicomNode:
 
     # -- answering ---------------------------------------------------------------------------
     def _work(self) -> None:
-        timeout = None if self.series_wait is None else 0.5
         while True:
             try:
-                path = self.work.get(timeout=timeout)
-            except queue.Empty:  # nothing new: look for series that are complete
-                self._guarded("a series", self.answer_series)
+                path = self.work.get(timeout=0.5)
+            except queue.Empty:  # nothing new: look for series that are complete, and results that wait
+                if self.series_wait is not None:
+                    self._guarded("a series", self.answer_series)
+                self._guarded("the outbox", self._retry_when_due)
                 continue
             if path is None:  # stopping: what waits for its series is answered now
                 self._guarded("the last series", self.answer_series, True)
@@ -137,6 +175,17 @@ class DicomNode:
             self._guarded(f"SOP Instance {path.stem}", self.answer, path)
             if self.series_wait is not None:
                 self._guarded("a series", self.answer_series)
+
+    def _retry_when_due(self) -> None:
+        """Send the outbox again once its pause is over; each failure doubles the pause (up to
+        ``RETRY_MAX_S``), a success resets it."""
+        if self.destination is None or time.monotonic() < self.next_retry or not any(self.outbox.glob("*.dcm")):
+            return
+        left = self.flush()
+        self.retry_pause = RETRY_FIRST_S if left == 0 else min(self.retry_pause * 2, RETRY_MAX_S)
+        self.next_retry = time.monotonic() + self.retry_pause
+        if left:
+            log.info("%d result(s) still waiting; next try in %.0f s", left, self.retry_pause)
 
     @staticmethod
     def _guarded(what: str, step, *args) -> None:
@@ -149,19 +198,18 @@ class DicomNode:
         """Predict one received image; alone, write its results to the outbox and send the outbox;
         by series, keep its answer until its series is complete (:meth:`answer_series`)."""
         if not path.exists():  # the same instance was sent twice and its first copy is answered
-            log.info("SOP Instance %s: answered already", path.stem)
+            log.info("spooled object %s: answered already", path.stem)
             return []
+        uid = path.stem
         try:
             dataset = pydicom.dcmread(path, defer_size="1 KB")  # the header; pixel data stays on disk until decoded
             uid = str(dataset.SOPInstanceUID)
-            if "PixelData" not in dataset:
-                raise DataError(path, f"SOP Instance {uid} ({UID(dataset.SOPClassUID).name}): no pixel data, nothing to answer")
             answer = predict_image(self.backend, read_image(path), str(path))
         except DataError as error:
-            self._reject(path, error.problem if "SOP Instance" in error.problem else f"{path.stem}: {error.problem}")
+            self._reject(path, f"SOP Instance {uid}: {error.problem}")
             return []
         except Exception as error:  # the node keeps serving whatever one object does
-            self._reject(path, f"SOP Instance {path.stem}: not answered ({error.__class__.__name__}: {error})")
+            self._reject(path, f"SOP Instance {uid}: not answered ({error.__class__.__name__})")
             return []
         log.info("SOP Instance %s: P(malignant) %.3f, %s", uid, answer.prediction.probability, answer.prediction.decision)
         if self.series_wait is None:
@@ -191,9 +239,10 @@ class DicomNode:
         results = []
         for path, answer in views:
             try:
-                results += write_dicom_results(path, answer, self.outbox, self.backend.name, self.secondary_capture, nodule)
+                results += write_dicom_results(path, answer, self.outbox, self.backend.name, self.secondary_capture, nodule,
+                                               name=path.stem)
             except Exception as error:  # the node keeps serving whatever one object does
-                self._reject(path, f"SOP Instance {path.stem}: not written ({error.__class__.__name__}: {error})")
+                self._reject(path, f"spooled object {path.stem}: results not written ({error.__class__.__name__})")
                 continue
             path.unlink(missing_ok=True)  # answered: its results are in the outbox
         log.info("%d result object(s) written", len(results))
@@ -215,7 +264,12 @@ class DicomNode:
         for sop_class in RESULT_CLASSES:
             ae.add_requested_context(sop_class)
         target = self.destination
-        assoc = ae.associate(target.host, target.port, ae_title=target.ae_title)
+        try:
+            assoc = ae.associate(target.host, target.port, ae_title=target.ae_title)
+        except OSError as error:  # a host name that does not resolve, a refused socket
+            log.warning("destination %s@%s:%d: %s: %d result(s) kept in %s", target.ae_title, target.host, target.port,
+                        error.__class__.__name__, len(pending), self.outbox)
+            return len(pending)
         if not assoc.is_established:
             log.warning("destination %s@%s:%d unreachable: %d result(s) kept in %s for --retry", target.ae_title,
                         target.host, target.port, len(pending), self.outbox)
