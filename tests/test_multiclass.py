@@ -57,7 +57,8 @@ def test_relabel_by_class_reads_the_class_attribute(tmp_path):
 def test_three_class_cv_end_to_end_and_the_clinical_tools_refuse_it(tmp_path, capsys):
     busi = make_busi(tmp_path / "busi", benign=6, malignant=6, normal=6)
     common = ["--config", "busi", "--data", str(busi), "--model", "resnet18", "--set", "data.classes=[benign, malignant, normal]",
-              "--set", "data.preprocess.size=32", "--set", "train.batch_size=8", "--set", "trainer.threads=1",
+              "--set", "model.pretrained=null", "--set", "data.roi.mode=none", "--set", "data.preprocess.size=32",
+              "--set", "train.batch_size=8", "--set", "trainer.threads=1",
               "--epochs", "1", "--folds", "3"]
     cv_dir = tmp_path / "cv"
     assert main(["cv", *common, "--out", str(cv_dir)]) == 0

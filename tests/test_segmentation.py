@@ -15,8 +15,10 @@ from thyronet.data import open_source
 from thyronet.data.augment import AugmentConfig
 from thyronet.data.dataset import SegmentationDataset
 from thyronet.data.preprocess import PreprocessConfig
+from thyronet.data.vocabulary import DESCRIPTOR_CLASSES
 from thyronet.errors import DataError
 from thyronet.evaluation.segmetrics import box_iou, dice, iou, score_segmentation, summarise_segmentation
+from thyronet.inference.answers import NOT_ASSESSED
 from thyronet.inference.segmenter import Segmenter
 from thyronet.runs.config import load_config
 
@@ -155,9 +157,19 @@ def test_predicted_region_classifier_runs_end_to_end(region_run, tmp_path, capsy
     assert main(["predict", str(run), str(image), "--out", str(tmp_path / "p.csv"), "--report", str(tmp_path / "r.html")]) == 0
     row = next(csv.DictReader(open(tmp_path / "p.csv")))
     assert row["region"] == "predicted" and box_iou(tuple(map(int, row["box"].split(","))), NODULE) > 0.5
-    assert row["composition"] in ("solid", "predominantly solid", "predominantly cystic", "cystic", "spongiform", "dense")
-    assert 0 <= float(row["calcifications_prob"]) <= 1 and row["description"].count(",") == 3
-    assert int(row["tirads_points"]) >= 0 and row["tirads_level"].startswith("TR")
+    # a head is a finding only where it beat the commonest value on validation; on this tiny set
+    # the run decides which, and every output follows its verdict
+    reliability = results["descriptor_reliability"]
+    assert set(reliability) == set(results["test"]["descriptors"])
+    for head, verdict in reliability.items():
+        if verdict["assessed"]:
+            assert row[head] in DESCRIPTOR_CLASSES[head] and 0 <= float(row[f"{head}_prob"]) <= 1
+        else:
+            assert row[head] == NOT_ASSESSED and row[f"{head}_prob"] == ""
+    if all(v["assessed"] for v in reliability.values()):
+        assert row["description"].count(",") == 3 and row["tirads_level"].startswith("TR")
+    else:
+        assert row["tirads_level"] == "" and "no ACR TI-RADS level" in capsys.readouterr().out
     assert "looked at: predicted" in (tmp_path / "r.html").read_text()
     assert main(["predict", str(run), str(image), "--box", "190,90,330,210", "--out", str(tmp_path / "b.json")]) == 0
     assert json.loads((tmp_path / "b.json").read_text())[0]["region"] == "box"

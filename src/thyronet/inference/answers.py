@@ -168,8 +168,8 @@ def format_predictions(predictions: Sequence[Prediction]) -> str:
             lines.append(f"{p.input:<{width}}  {p.probability:>12.3f}  {p.decision:<9}  {p.threshold:>9.3f}  {p.region}")
             if p.warning:
                 lines.append(f"{'':<{width}}  warning: {p.warning}")
-            if p.description:
-                lines.append(f"{'':<{width}}  predicted: {p.description} ({tirads_note(p)})")
+            if any(getattr(p, head) is not None for head in DESCRIPTOR_CLASSES):  # a model with descriptor heads
+                lines.append(f"{'':<{width}}  predicted: {p.description or 'no descriptor assessed'} ({tirads_note(p)})")
     return "\n".join(lines)
 
 

@@ -289,6 +289,8 @@ def finalize(config: RunConfig, datamodule: UltrasoundDataModule, split: Split, 
     save_calibration(best, calibration, extra)
     loaded.calibration = val.calibration = calibration
     results: dict[str, Any] = {"model": config.model.name, "calibration": calibration.to_dict()}
+    if "descriptor_reliability" in extra:
+        results["descriptor_reliability"] = extra["descriptor_reliability"]
     results["val"] = write_evaluation(val, run_dir, "val")
     if split.test:
         test = predict_records(loaded, datamodule.records("test"))
