@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from types import SimpleNamespace
 
 import cv2
 import highdicom as hd
@@ -17,36 +18,52 @@ from thyronet.apps.cli import main
 from thyronet.apps.dicom_out import PROBABILITY, RECOMMENDATION, write_dicom_results
 from thyronet.data.dicom import pixel_spacing_mm
 from thyronet.data.preprocess import Geometry
+from thyronet.data.vocabulary import DESCRIPTOR_CLASSES
 from thyronet.errors import DataError
-from thyronet.inference.answers import Answer, Prediction
-from thyronet.inference.measure import findings
+from thyronet.inference.answers import NOT_ASSESSED, Answer, answer_result, write_predictions
+from thyronet.inference.backends import Backend
+from thyronet.inference.calibration import Calibration
 from thyronet.inference.nodules import NoduleAnswer
-from thyronet.inference.predictor import PreparedInput
+from thyronet.inference.predictor import FrameResult, PreparedInput
 
 DCIODVFY = shutil.which("dciodvfy")
 
 
-def answered(path, with_mask=True) -> Answer:
-    """An answer as predict gives one: a probability, descriptors and the predicted nodule mask."""
+# the heads' answers for a solid, hypoechoic nodule with ill-defined margins and microcalcifications
+HEADS = {"composition": "solid", "echogenicity": "hypoechoic", "margins": "ill defined", "calcifications": "microcalcifications"}
+
+
+def backend_for(path, reliability=None) -> Backend:
+    """A backend as a run gives one: a calibration at 0.62 and the run's descriptor reliability."""
+    calibration = Calibration(threshold=0.62, val_sensitivity=0.9, val_specificity=0.3)
+    return Backend(SimpleNamespace(calibration=calibration), path, "torch", {"descriptor_reliability": reliability or {}})
+
+
+def answered(path, with_mask=True, reliability=None) -> Answer:
+    """An answer as predict gives one: a probability, descriptors, the predicted nodule mask (a
+    161 x 81 pixel ellipse) and calipers in the image's calibration."""
     ds = pydicom.dcmread(path)
     mask = np.zeros((ds.Rows, ds.Columns), np.uint8)
     cv2.ellipse(mask, (240, 180), (80, 40), 0, 0, 360, 255, -1)
-    prediction = Prediction(str(path), 0.81, "malignant", 0.62, 0.9, 0.3, region="predicted", box="160,140,321,221",
-                            composition="solid", composition_prob=0.7, echogenicity="hypoechoic", echogenicity_prob=0.6,
-                            margins="ill defined", margins_prob=0.5, calcifications="microcalcifications",
-                            calcifications_prob=0.4, tirads_points=7, tirads_level="TR5")
     geometry = Geometry((ds.Rows, ds.Columns), (112, 116, 369, 245), 128)  # the nodule's box grown by the margin
     prepared = PreparedInput(np.zeros((128, 128), np.uint8), geometry, "predicted", (160, 140, 321, 221),
                              mask if with_mask else None)
-    return Answer(prediction, ds.pixel_array, prepared)
+    heads = {name: np.where(np.array(classes) == HEADS[name], 0.7, 0.3 / (len(classes) - 1))
+             for name, classes in DESCRIPTOR_CLASSES.items()}
+    return answer_result(backend_for(path, reliability), FrameResult(0.81, heads, prepared), str(path), ds.pixel_array,
+                         spacing=pixel_spacing_mm(path))
 
 
 def test_size_and_recommendation_from_the_calibrated_image(tmp_path):
     path = make_us_dicom(tmp_path / "us.dcm", spacing_mm=0.1)
     assert pixel_spacing_mm(path) == pytest.approx((0.1, 0.1))
-    found = findings(answered(path), pixel_spacing_mm(path))
-    assert found.measurement.unit == "mm" and found.measurement.long_axis == pytest.approx(16.1, abs=0.1)
-    assert found.recommendation.action == "FNA"  # TR5 and 16 mm >= 10 mm
+    prediction = answered(path).prediction
+    assert prediction.size.unit == "mm" and prediction.size.long_axis == pytest.approx(16.1, abs=0.1)
+    # solid 2, hypoechoic 2, wider than tall 0, ill-defined 0, punctate echogenic foci 3: TR5
+    assert prediction.acr.values["shape"] == ("wider-than-tall",) and (prediction.tirads_points, prediction.tirads_level) == (7, "TR5")
+    assert prediction.recommendation.action == "FNA"  # TR5 and 16 mm >= 10 mm
+    uncalibrated = answered(make_us_dicom(tmp_path / "plain.dcm", spacing_mm=None)).prediction
+    assert uncalibrated.size.unit == "px" and uncalibrated.recommendation.action == "size needed"
 
 
 def test_seg_and_sr_reference_the_image_and_hold_the_answer(tmp_path):
@@ -65,9 +82,11 @@ def test_seg_and_sr_reference_the_image_and_hold_the_answer(tmp_path):
     values = {m.name.meaning: m.value for m in groups[0].get_measurements()}
     assert values[PROBABILITY.meaning] == pytest.approx(0.81)
     assert values["Long axis"] == pytest.approx(16.1, abs=0.1) and values["Short axis"] == pytest.approx(8.1, abs=0.1)
-    assert values["ACR TI-RADS points from predicted descriptors"] == 7
+    assert values["ACR TI-RADS points from predicted descriptors and outline"] == 7
     evaluations = {e.name.meaning: e.value.meaning for e in groups[0].get_qualitative_evaluations()}
-    assert evaluations["ACR TI-RADS level from predicted descriptors"] == "TR5"
+    assert evaluations["ACR TI-RADS level from predicted descriptors and outline"] == "TR5"
+    assert evaluations["ACR TI-RADS echogenic foci (proposed)"] == "punctate echogenic foci"
+    assert evaluations["ACR TI-RADS shape (proposed)"] == "wider-than-tall"
     assert evaluations[RECOMMENDATION.meaning] == "FNA"
     assert evaluations["Decision at the operating threshold (model)"] == codes.SCT.Malignant.meaning
     assert evaluations["composition (predicted)"] == "solid"
@@ -91,10 +110,13 @@ def test_secondary_capture_shows_the_contour_and_the_answer_burned_in(tmp_path):
 
 
 def test_views_of_one_nodule_share_its_tracking_uid_and_answer(tmp_path):
-    first, second = (make_us_dicom(tmp_path / f"{name}.dcm", series_uid="1.2.3.4") for name in ("a", "b"))
+    first, second = (make_us_dicom(tmp_path / f"{name}.dcm", spacing, series_uid="1.2.3.4") for name, spacing in (("a", 0.1), ("b", 0.15)))
     views = [answered(first), answered(second)]
     views[1].prediction.probability = 0.41
-    nodule = NoduleAnswer("1.2.3.4", views, 0.61, "benign", views[0])
+    nodule = NoduleAnswer.combine(backend_for(first), "1.2.3.4", views)
+    assert nodule.probability == pytest.approx(0.61) and nodule.decision == "benign"  # the mean against 0.62
+    assert nodule.acr.max_diameter_mm == pytest.approx(161 * 0.15, abs=0.2)  # one size: the largest view's
+    assert nodule.acr.assessment.level == "TR5" and nodule.acr.recommendation.action == "FNA"
     groups = []
     for path, view in zip((first, second), views, strict=True):
         sr_path = next(p for p in write_dicom_results(path, view, tmp_path / "out", "resnet18", nodule=nodule)
@@ -108,6 +130,8 @@ def test_views_of_one_nodule_share_its_tracking_uid_and_answer(tmp_path):
         assert values["Views of the nodule answered"] == 2
         evaluations = {e.name.meaning: e.value.meaning for e in group.get_qualitative_evaluations()}
         assert evaluations["Decision for the nodule at the threshold (model)"] == codes.SCT.Benign.meaning
+        assert evaluations["ACR TI-RADS level, nodule across its views (model)"] == "TR5"
+        assert evaluations["ACR TI-RADS recommendation, nodule across its views (model)"] == "FNA"
     alone = [hd.sr.srread(next(p for p in write_dicom_results(path, answered(path), tmp_path / f"alone-{path.stem}", "resnet18")
                                if p.name.endswith(".sr.dcm"))).content.get_planar_roi_measurement_groups()[0]
              for path in (first, second)]
@@ -146,19 +170,17 @@ def test_the_api_and_the_report_give_size_and_recommendation(region_run, tmp_pat
     path = make_us_dicom(tmp_path / "us.dcm", spacing_mm=0.1)
     body = authorised_client(create_app(region_run)).post(
         "/api/v1/predict", files={"file": ("us.dcm", path.read_bytes(), "application/dicom")}).json()
-    if all(head["assessed"] for head in reliability.values()):
-        assert body["tirads_level"] and body["acr_recommendation"]["action"] in (
-            "FNA", "follow-up", "no FNA or follow-up", "size needed")
-    else:  # a 1-epoch model's heads rarely beat the commonest value: no level, no recommendation
-        assert body["tirads_level"] is None and body["acr_recommendation"] is None
-    if body["region"] == "predicted":  # the segmenter found a nodule: its size in mm from the calibration
+    found = body["region"] == "predicted"  # the segmenter found a nodule: its size in mm, its shape from the outline
+    if found:
         assert body["nodule_size"]["unit"] == "mm" and body["nodule_size"]["long_axis"] > 0
+    if all(head["assessed"] for head in reliability.values()) and found:
+        assert body["tirads_level"] and body["acr_recommendation"]["action"] in ("FNA", "follow-up", "no FNA or follow-up")
+    else:  # a 1-epoch model's heads rarely beat the commonest value: no level, and no recommendation says why
+        assert body["tirads_level"] is None and body["acr_tirads"]["missing"]
+        assert body["acr_recommendation"]["action"] == "incomplete"
     assert main(["predict", str(region_run), str(path), "--report", str(tmp_path / "r.html")]) == 0
     report = (tmp_path / "r.html").read_text()
-    if body["tirads_level"]:
-        assert "ACR TI-RADS 2017:" in report and "derived from predictions" in report
-    else:
-        assert "ACR TI-RADS 2017:" not in report  # no level, so no recommendation either
+    assert f"ACR TI-RADS 2017: {body['acr_recommendation']['action']}" in report and "derived from predictions" in report
 
 
 @pytest.mark.parametrize("syntax", ["RLE Lossless", "JPEG-LS Lossless", "JPEG Baseline"])
@@ -227,31 +249,47 @@ def test_a_uid_that_is_not_a_uid_is_refused_before_it_names_a_file(tmp_path):
 def test_a_descriptor_head_no_better_than_the_commonest_value_is_not_assessed_in_csv_and_sr(tmp_path):
     """The run's held-out reliability says echogenicity did not beat the majority: no finding, no level."""
     import csv
-    from types import SimpleNamespace
-
-    from thyronet.data.vocabulary import DESCRIPTOR_CLASSES
-    from thyronet.inference.answers import NOT_ASSESSED, answer_result, write_predictions
-    from thyronet.inference.backends import Backend
-    from thyronet.inference.calibration import Calibration
-    from thyronet.inference.predictor import FrameResult
 
     path = make_us_dicom(tmp_path / "us.dcm")
-    template = answered(path)
-    heads = {name: np.eye(len(classes))[0] * 0.7 + 0.1 for name, classes in DESCRIPTOR_CLASSES.items()}
-    reliability = {name: {"assessed": name != "echogenicity"} for name in heads}
-    backend = Backend(SimpleNamespace(calibration=Calibration(threshold=0.5)), path, "torch",
-                      {"descriptor_reliability": reliability})
-    answer = answer_result(backend, FrameResult(0.8, heads, template.prepared), str(path), template.frame)
+    answer = answered(path, reliability={name: {"assessed": name != "echogenicity"} for name in DESCRIPTOR_CLASSES})
     prediction = answer.prediction
-    assert prediction.echogenicity == NOT_ASSESSED and prediction.echogenicity_prob is None
-    assert prediction.composition == DESCRIPTOR_CLASSES["composition"][0] and "hypoechoic" not in prediction.description
-    assert prediction.tirads_level is None and prediction.tirads_points is None  # a category it needs is missing
+    assert prediction.descriptors["echogenicity"].shown == NOT_ASSESSED and prediction.descriptors["echogenicity"].probability is None
+    assert prediction.descriptors["composition"].value == "solid" and "hypoechoic" not in prediction.description
+    assert prediction.tirads_level is None and prediction.acr.missing == ("echogenicity",)  # a category it needs is missing
+    assert prediction.recommendation.action == "incomplete"
     write_predictions([prediction], tmp_path / "predictions.csv")
     with open(tmp_path / "predictions.csv") as handle:
         row = next(csv.DictReader(handle))
-    assert row["echogenicity"] == NOT_ASSESSED and row["tirads_level"] == ""
+    assert row["echogenicity"] == NOT_ASSESSED and row["tirads_level"] == "" and row["tirads_missing"] == "echogenicity"
+    assert row["acr_composition"] == "solid or almost completely solid" and row["size_unit"] == "mm"
+    assert float(row["long_axis"]) == pytest.approx(16.1, abs=0.1)
     sr_path = next(p for p in write_dicom_results(path, answer, tmp_path / "out", "resnet18") if p.name.endswith(".sr.dcm"))
     evaluations = {e.name.meaning: e.value.meaning
                    for e in hd.sr.srread(sr_path).content.get_planar_roi_measurement_groups()[0].get_qualitative_evaluations()}
     assert evaluations[codes.DCM.Echogenicity.meaning] == NOT_ASSESSED
-    assert "ACR TI-RADS level from predicted descriptors" not in evaluations
+    assert evaluations["ACR TI-RADS level from predicted descriptors and outline"] == "incomplete"
+    assert evaluations[RECOMMENDATION.meaning] == "incomplete"
+
+
+def test_a_descriptor_added_to_the_vocabulary_reaches_the_csv_the_api_schema_and_the_sr(tmp_path, monkeypatch):
+    """Descriptors are data: one entry in the vocabulary, and every output carries the new head."""
+    import csv
+
+    from thyronet.apps.serve.schema import prediction_model
+
+    monkeypatch.setitem(DESCRIPTOR_CLASSES, "vascularity", ("avascular", "peripheral", "central"))
+    monkeypatch.setitem(HEADS, "vascularity", "central")
+    path = make_us_dicom(tmp_path / "us.dcm")
+    answer = answered(path)
+    assert answer.prediction.descriptors["vascularity"].value == "central"
+    assert answer.prediction.tirads_level == "TR5"  # a head ACR does not score leaves the level alone
+    write_predictions([answer.prediction], tmp_path / "p.csv")
+    with open(tmp_path / "p.csv") as handle:
+        row = next(csv.DictReader(handle))
+    assert row["vascularity"] == "central" and float(row["vascularity_prob"]) == pytest.approx(0.7)
+    schema = prediction_model().model_json_schema()
+    assert "vascularity" in schema["$defs"]["Descriptors"]["properties"]
+    sr_path = next(p for p in write_dicom_results(path, answer, tmp_path / "out", "resnet18") if p.name.endswith(".sr.dcm"))
+    evaluations = {e.name.meaning: e.value.meaning
+                   for e in hd.sr.srread(sr_path).content.get_planar_roi_measurement_groups()[0].get_qualitative_evaluations()}
+    assert evaluations["vascularity (predicted)"] == "central"

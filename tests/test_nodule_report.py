@@ -1,4 +1,4 @@
-"""A radiologist's answer: the nodule's size as calipers take it, and the ACR TI-RADS recommendation."""
+"""A radiologist's answer: the nodule's size as calipers take it, one answer per nodule across its views."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from thyronet.apps.cli import main
-from thyronet.data.tirads import acr_recommendation
 from thyronet.inference.measure import measure_mask
 
 
@@ -41,27 +40,6 @@ def test_spacing_converts_to_millimetres_and_anisotropic_pixels_measure_right():
 def test_the_largest_region_is_measured():
     mask = ellipse((300, 400), (100, 150), (60, 30), 0) | ellipse((300, 400), (320, 150), (20, 10), 0)
     assert measure_mask(mask).long_axis == pytest.approx(121, abs=1)
-
-
-# the 2017 ACR TI-RADS white paper's size thresholds, case by case (level, mm, recommendation)
-WHITE_PAPER = [
-    ("TR1", 40, "no FNA or follow-up"), ("TR2", 40, "no FNA or follow-up"),
-    ("TR3", 25, "FNA"), ("TR3", 24.9, "follow-up"), ("TR3", 15, "follow-up"), ("TR3", 14.9, "no FNA or follow-up"),
-    ("TR4", 15, "FNA"), ("TR4", 14.9, "follow-up"), ("TR4", 10, "follow-up"), ("TR4", 9.9, "no FNA or follow-up"),
-    ("TR5", 10, "FNA"), ("TR5", 9.9, "follow-up"), ("TR5", 5, "follow-up"), ("TR5", 4.9, "no FNA or follow-up"),
-]
-
-
-@pytest.mark.parametrize("level, mm, action", WHITE_PAPER)
-def test_recommendation_follows_the_white_paper(level, mm, action):
-    assert acr_recommendation(level, mm).action == action
-
-
-def test_without_a_size_the_thresholds_are_said():
-    advice = acr_recommendation("TR4", None)
-    assert advice.action == "size needed" and "15 mm" in advice.reason and "10 mm" in advice.reason
-    with pytest.raises(ValueError):
-        acr_recommendation("TR6", 10)
 
 
 def test_views_of_one_nodule_give_one_answer(tiny_run, training_ddti, tmp_path, capsys):
@@ -111,3 +89,14 @@ def test_views_of_one_nodule_give_one_answer(tiny_run, training_ddti, tmp_path, 
 
     groups = [hd.sr.srread(p).content.get_image_measurement_groups()[0] for p in sorted((tmp_path / "dicom").glob("*.sr.dcm"))]
     assert len(groups) == 2 and groups[0].tracking_uid == groups[1].tracking_uid
+
+
+def test_the_calipers_lie_on_the_axes_they_measure():
+    mask = ellipse((300, 400), (200, 150), (80, 40), 0)  # long axis horizontal through (200, 150)
+    size = measure_mask(mask, spacing_mm=(0.1, 0.1))
+    (x0, y0), (x1, y1) = size.long_line
+    # the raster's flat ends: the farthest boundary points are a few rows apart
+    assert abs(x1 - x0) == pytest.approx(160, abs=1.5) and abs(y1 - y0) <= 8 and min(x0, x1) == pytest.approx(120, abs=1.5)
+    (a0, b0), (a1, b1) = size.short_line  # across the middle, perpendicular to the long one
+    assert abs(b1 - b0) == pytest.approx(80, abs=1.5) and (a0 + a1) / 2 == pytest.approx(200, abs=2)
+    assert abs((x1 - x0) * (a1 - a0) + (y1 - y0) * (b1 - b0)) < 0.01 * 160 * 80  # perpendicular (cosine < 0.01)

@@ -44,10 +44,10 @@ from pydicom.uid import generate_uid
 
 from thyronet import __version__
 from thyronet.apps.explain import frame_overlay
-from thyronet.data.dicom import dataset_spacing_mm, frame_count
+from thyronet.data.dicom import frame_count
+from thyronet.data.tirads import Assessment, Recommendation
 from thyronet.errors import DataError
 from thyronet.inference.answers import Answer
-from thyronet.inference.measure import NoduleFindings, findings
 from thyronet.inference.nodules import NoduleAnswer
 from thyronet.io import atomic_path
 
@@ -59,8 +59,10 @@ DECISION = Code("DECISION", SCHEME, "Decision at the operating threshold (model)
 NODULE_PROBABILITY = Code("NODULE_P", SCHEME, "Probability of malignancy, nodule: mean of its views (model)")
 NODULE_DECISION = Code("NODULE_DECISION", SCHEME, "Decision for the nodule at the threshold (model)")
 VIEWS = Code("VIEWS", SCHEME, "Views of the nodule answered")
-TIRADS_POINTS = Code("TIRADS_POINTS", SCHEME, "ACR TI-RADS points from predicted descriptors")
-TIRADS_LEVEL = Code("TIRADS_LEVEL", SCHEME, "ACR TI-RADS level from predicted descriptors")
+TIRADS_POINTS = Code("TIRADS_POINTS", SCHEME, "ACR TI-RADS points from predicted descriptors and outline")
+TIRADS_LEVEL = Code("TIRADS_LEVEL", SCHEME, "ACR TI-RADS level from predicted descriptors and outline")
+NODULE_LEVEL = Code("NODULE_TIRADS_LEVEL", SCHEME, "ACR TI-RADS level, nodule across its views (model)")
+NODULE_RECOMMENDATION = Code("NODULE_RECOMMEND", SCHEME, "ACR TI-RADS recommendation, nodule across its views (model)")
 RECOMMENDATION = codes.DCM.Recommendation  # DCM 121075: its value says that it is ACR TI-RADS's
 LONG_AXIS, SHORT_AXIS = Code("103339001", "SCT", "Long axis"), Code("103340004", "SCT", "Short axis")
 AREA = Code("42798000", "SCT", "Area")
@@ -124,7 +126,6 @@ def write_dicom_results(source_path: Path, answer: Answer, out: Path, model_name
     except Exception as error:  # pydicom raises many kinds
         raise DataError(source_path, f"not a readable DICOM file ({error})") from None
     source = _complete(source, source_path)
-    found = findings(answer, dataset_spacing_mm(source))
     out.mkdir(parents=True, exist_ok=True)
     stem = name or str(source.SOPInstanceUID)
     written = []
@@ -139,7 +140,7 @@ def write_dicom_results(source_path: Path, answer: Answer, out: Path, model_name
                 written.append(_save(_segmentation(source, mask > 0, model_name), out / f"{stem}.seg.dcm"))
             except (ValueError, AttributeError, TypeError) as error:  # highdicom's refusals of a source it cannot reference
                 log.warning("%s: no SEG written (%s); the SR holds the outline", source.SOPInstanceUID, error)
-    written.append(_save(_report(source, answer, found, model_name, nodule, frames), out / f"{stem}.sr.dcm"))
+    written.append(_save(_report(source, answer, model_name, nodule, frames), out / f"{stem}.sr.dcm"))
     if secondary_capture and answer.prepared is not None:
         written.append(_save(_capture(source, answer, model_name), out / f"{stem}.sc.dcm"))
     return written
@@ -210,16 +211,15 @@ def _tracking(nodule: NoduleAnswer | None) -> hd.sr.TrackingIdentifier:
                                     identifier=f"nodule {nodule.nodule}"[:64])
 
 
-def _report(source: pydicom.Dataset, answer: Answer, found: NoduleFindings, model_name: str,
-            nodule: NoduleAnswer | None = None, frames: int = 1) -> hd.sr.Comprehensive3DSR:
-    prediction = answer.prediction
+def _report(source: pydicom.Dataset, answer: Answer, model_name: str, nodule: NoduleAnswer | None = None,
+            frames: int = 1) -> hd.sr.Comprehensive3DSR:
+    prediction, size = answer.prediction, answer.prediction.size
     algorithm = hd.sr.AlgorithmIdentification(name=f"thyronet {model_name}", version=__version__)
-    unit = codes.UCUM.Millimeter if found.measurement and found.measurement.unit == "mm" else Code("{pixels}", "UCUM", "pixels")
-    area_unit = Code("mm2", "UCUM", "square millimeter") if found.measurement and found.measurement.unit == "mm" else unit
+    unit = codes.UCUM.Millimeter if size and size.unit == "mm" else Code("{pixels}", "UCUM", "pixels")
+    area_unit = Code("mm2", "UCUM", "square millimeter") if size and size.unit == "mm" else unit
     measurements = [hd.sr.Measurement(name=PROBABILITY, value=float(prediction.probability), unit=UNITLESS, algorithm_id=algorithm),
                     hd.sr.Measurement(name=THRESHOLD, value=float(prediction.threshold), unit=UNITLESS, algorithm_id=algorithm)]
-    if found.measurement is not None:
-        size = found.measurement
+    if size is not None:
         measurements += [hd.sr.Measurement(name=LONG_AXIS, value=round(size.long_axis, 2), unit=unit, algorithm_id=algorithm),
                          hd.sr.Measurement(name=SHORT_AXIS, value=round(size.short_axis, 2), unit=unit, algorithm_id=algorithm),
                          hd.sr.Measurement(name=AREA, value=round(size.area, 2), unit=area_unit, algorithm_id=algorithm)]
@@ -227,20 +227,19 @@ def _report(source: pydicom.Dataset, answer: Answer, found: NoduleFindings, mode
         measurements.append(hd.sr.Measurement(name=TIRADS_POINTS, value=prediction.tirads_points, unit=UNITLESS,
                                               algorithm_id=algorithm))
     evaluations = [hd.sr.QualitativeEvaluation(DECISION, _code(prediction.decision))]
-    for name in ("composition", "echogenicity", "margins", "calcifications"):
-        value = getattr(prediction, name)
-        if value is not None:
-            concept = STANDARD_CODES.get(name) or Code(name.upper(), SCHEME, f"{name} (predicted)")
-            evaluations.append(hd.sr.QualitativeEvaluation(concept, _code(value)))
-    if prediction.tirads_level:
-        evaluations.append(hd.sr.QualitativeEvaluation(TIRADS_LEVEL, _code(prediction.tirads_level)))
-    if found.recommendation is not None:
-        evaluations.append(hd.sr.QualitativeEvaluation(RECOMMENDATION, _code(found.recommendation.action)))
+    for name, descriptor in prediction.descriptors.items():
+        concept = STANDARD_CODES.get(name) or Code(name.upper(), SCHEME, f"{name} (predicted)")
+        evaluations.append(hd.sr.QualitativeEvaluation(concept, _code(descriptor.shown)))
+    if prediction.acr is not None:
+        evaluations += _acr_evaluations(prediction.acr, prediction.recommendation)
     if nodule is not None and nodule.probability is not None:
         measurements += [hd.sr.Measurement(name=NODULE_PROBABILITY, value=round(nodule.probability, 6), unit=UNITLESS,
                                            algorithm_id=algorithm),
                          hd.sr.Measurement(name=VIEWS, value=len(nodule.answered), unit=UNITLESS, algorithm_id=algorithm)]
         evaluations.append(hd.sr.QualitativeEvaluation(NODULE_DECISION, _code(nodule.decision)))
+    if nodule is not None and nodule.acr is not None:  # one level and recommendation for the nodule across its views
+        evaluations += [hd.sr.QualitativeEvaluation(NODULE_LEVEL, _code(nodule.acr.assessment.level or "incomplete")),
+                        hd.sr.QualitativeEvaluation(NODULE_RECOMMENDATION, _code(nodule.acr.recommendation.action))]
     mask = answer.prepared.nodule_mask if answer.prepared is not None else None
     tracking = _tracking(nodule)
     if mask is not None and mask.any():
@@ -269,6 +268,21 @@ def _report(source: pydicom.Dataset, answer: Answer, found: NoduleFindings, mode
     sr.SeriesDescription = f"thyronet {model_name} nodule report (decision support)"
     sr.CodingSchemeIdentificationSequence = [_private_scheme()]
     return sr
+
+
+def _acr_evaluations(acr: Assessment, recommendation: Recommendation | None) -> list[hd.sr.QualitativeEvaluation]:
+    """The ACR TI-RADS categories the model proposed (each value of echogenic foci on its own), the
+    level ("incomplete" when a category is missing) and the recommendation."""
+    evaluations = [hd.sr.QualitativeEvaluation(_category_code(name), _code(value))
+                   for name, values in acr.values.items() for value in values]
+    evaluations.append(hd.sr.QualitativeEvaluation(TIRADS_LEVEL, _code(acr.level or "incomplete")))
+    if recommendation is not None:
+        evaluations.append(hd.sr.QualitativeEvaluation(RECOMMENDATION, _code(recommendation.action)))
+    return evaluations
+
+
+def _category_code(category: str) -> Code:
+    return Code("ACR_" + category.upper().replace(" ", "_"), SCHEME, f"ACR TI-RADS {category} (proposed)")
 
 
 def _private_scheme() -> pydicom.Dataset:

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
-from thyronet.inference.answers import Answer, Prediction
+from thyronet.inference.answers import Answer, Prediction, tirads_note
 from thyronet.inference.backends import Backend
 from thyronet.inference.cam import CamExplainer
 from thyronet.inference.predictor import PreparedInput
@@ -48,9 +48,8 @@ def side_by_side(plain: np.ndarray, blended: np.ndarray, prediction: Prediction,
     lines = [Path(prediction.input).name + f"  (looked at: {prediction.region})",
              f"P(malignant) {prediction.probability:.2f} -> {prediction.decision} (threshold {prediction.threshold:.2f}); "
              f"{method} for 'malignant'"]
-    if prediction.description:
-        lines.append(f"predicted: {prediction.description}; ACR TI-RADS {prediction.tirads_points} points "
-                     f"({prediction.tirads_level}), derived from the model's descriptors")
+    if prediction.descriptors:
+        lines.append(f"predicted: {prediction.description or 'no descriptor assessed'}; {tirads_note(prediction)}")
     header = 6 + 15 * len(lines)
     canvas = Image.new("RGB", (width * 2 + 6, height + header), "white")
     canvas.paste(Image.fromarray(plain), (0, header))

@@ -13,11 +13,9 @@ import numpy as np
 from PIL import Image
 
 from thyronet import __version__
-from thyronet.data.imageio import spacing_mm
-from thyronet.inference.answers import Answer, tirads_note
+from thyronet.inference.answers import Answer, size_note, tirads_note
 from thyronet.inference.backends import Backend
-from thyronet.inference.measure import findings
-from thyronet.inference.nodules import NoduleAnswer
+from thyronet.inference.nodules import NoduleAnswer, nodule_acr_note
 from thyronet.io import write_text_atomic
 
 DISCLAIMER = (
@@ -57,8 +55,9 @@ def nodule_rows(nodules: Sequence[NoduleAnswer], pictures: dict[int, np.ndarray 
             answer = "<td colspan='2' class='err'>no view could be answered</td>"
         else:
             answer = f"<td class='{decision_class(nodule.decision)}'>{nodule.decision}</td><td>{nodule.probability:.2f}</td>"
+        acr = "" if nodule.acr is None else f"<br><small>{html.escape(nodule_acr_note(nodule.acr))}</small>"
         rows.append(f"<tr><td>{html.escape(nodule.nodule)}<br><small>{len(nodule.answered)} of {len(nodule.views)} "
-                    f"views answered</small></td><td class='views'>{''.join(views)}</td>{answer}</tr>")
+                    f"views answered</small>{acr}</td><td class='views'>{''.join(views)}</td>{answer}</tr>")
     return rows
 
 
@@ -94,17 +93,14 @@ against the operating threshold.</p>
         details = f"<br><small>looked at: {html.escape(str(prediction.region))}</small>"
         if prediction.warning:
             details += f"<br><span class='err'>warning: this image {html.escape(prediction.warning)}</span>"
-        if prediction.description:
-            details += f"<br><small>predicted: {html.escape(prediction.description)}; {html.escape(tirads_note(prediction))}</small>"
-        found = findings(answer, spacing_mm(prediction.source_file))
-        if found.measurement is not None:
-            size = found.measurement
-            calibrated = "" if size.unit == "mm" else " (no calibration: pixels)"
-            details += (f"<br><small>size: {size.long_axis:.1f} x {size.short_axis:.1f} {size.unit}{calibrated}"
-                        f"{', taller than wide' if size.taller_than_wide else ''}</small>")
-        if found.recommendation is not None:
-            details += (f"<br><small>ACR TI-RADS 2017: {html.escape(found.recommendation.action)} "
-                        f"({html.escape(found.recommendation.reason)}), derived from predictions</small>")
+        if prediction.size is not None:
+            calibrated = "" if prediction.size.unit == "mm" else " (no calibration: pixels)"
+            details += f"<br><small>outline: {html.escape(size_note(prediction.size))}{calibrated}</small>"
+        if prediction.descriptors:
+            details += (f"<br><small>predicted: {html.escape(prediction.description or 'no descriptor assessed')}; "
+                        f"{html.escape(tirads_note(prediction))}</small>")
+            details += (f"<br><small>ACR TI-RADS 2017: {html.escape(prediction.recommendation.action)} "
+                        f"({html.escape(prediction.recommendation.reason)}), derived from predictions</small>")
         rows.append(
             f"<tr><td>{name}{details}</td><td>{images}</td><td class='{decision_class(prediction.decision)}'>{prediction.decision}</td>"
             f"<td>{prediction.probability:.2f}</td></tr>"

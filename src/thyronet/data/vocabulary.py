@@ -50,7 +50,9 @@ VOCABULARIES: dict[str, dict[str, str]] = {
     "sex": {"f": "F", "m": "M", "u": None},  # "u" = unknown
 }
 
-# The classes each descriptor head predicts, in a fixed order (the values of VOCABULARIES).
+# The classes each descriptor head predicts, in a fixed order (the values of VOCABULARIES). Every
+# output is built from DESCRIPTOR_CLASSES (the CSV's columns, the service's schema, the SR), so a head
+# added here needs no other change there.
 DESCRIPTORS = ("composition", "echogenicity", "margins", "calcifications")
 DESCRIPTOR_CLASSES: dict[str, tuple[str, ...]] = {
     field: tuple(dict.fromkeys(VOCABULARIES[field].values())) for field in DESCRIPTORS

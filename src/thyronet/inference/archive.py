@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -37,15 +37,15 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from thyronet import __version__
-from thyronet.data.imageio import looks_like_image, read_image
+from thyronet.data.imageio import looks_like_image, read_image, spacing_mm
 from thyronet.errors import DataError, ThyronetError
-from thyronet.inference.answers import Prediction, answer_result
+from thyronet.inference.answers import Prediction, answer_result, columns
 from thyronet.inference.backends import Backend
 from thyronet.io import atomic_path, open_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 MANIFEST = "archive.json"
-FIELDS = [f.name for f in dataclasses.fields(Prediction)]
+FIELDS = list(columns())
 
 
 def iter_inputs(roots: Sequence[str | Path]) -> Iterator[Path]:
@@ -79,6 +79,7 @@ class Item:
     name: str
     frame: np.ndarray | None
     error: str | None = None
+    spacing: tuple[float, float] | None = None  # a DICOM's calibration, for calipers in mm
 
 
 @dataclass
@@ -92,7 +93,7 @@ def _decode(path: Path) -> Item:
     if path.is_file() and not looks_like_image(path):
         return Item(str(path), None, "not an image or DICOM file")
     try:
-        return Item(str(path), read_image(path))
+        return Item(str(path), read_image(path), spacing=spacing_mm(path))
     except DataError as error:
         return Item(str(path), None, error.problem)
 
@@ -157,13 +158,14 @@ class ArchiveModule(L.LightningModule):
         answered = iter(results)
         for item in batch.items:
             if item.frame is None:
-                rows.append(dataclasses.asdict(Prediction(item.name, error=item.error)))
+                rows.append(Prediction(item.name, error=item.error).row())
                 continue
             try:
                 result = next(answered, None) or self.backend.predict_frame(item.frame)
-                rows.append(dataclasses.asdict(answer_result(self.backend, result, item.name, refuse_ood=self.refuse_ood).prediction))
+                answer = answer_result(self.backend, result, item.name, refuse_ood=self.refuse_ood, spacing=item.spacing)
+                rows.append(answer.prediction.row())
             except DataError as error:
-                rows.append(dataclasses.asdict(Prediction(item.name, error=error.problem)))
+                rows.append(Prediction(item.name, error=error.problem).row())
         return batch.chunk, rows, batch.last
 
 
@@ -332,15 +334,14 @@ def _pyarrow():
     return pyarrow
 
 
-# Prediction's fields as Parquet columns: numbers typed, the rest text; an empty CSV cell is null
-ARROW_TYPES = {float | None: "float64", int | None: "int64"}
+# the flat row's columns as Parquet columns: numbers typed, the rest text; an empty CSV cell is null
+ARROW_TYPES = {float: "float64", int: "int64"}
 
 
 def write_parquet(csv_path: Path, parquet_path: Path) -> None:
     """The merged CSV as one Parquet file, streamed block by block (memory stays flat), written atomically."""
     pa = _pyarrow()
-    hints = get_type_hints(Prediction)
-    schema = pa.schema([(name, ARROW_TYPES.get(hints[name], "string")) for name in FIELDS])
+    schema = pa.schema([(name, ARROW_TYPES.get(kind, "string")) for name, kind in columns().items()])
     convert = pa.csv.ConvertOptions(column_types=schema, strings_can_be_null=True)
     reader = pa.csv.open_csv(csv_path, convert_options=convert)
     with atomic_path(parquet_path) as tmp, pa.parquet.ParquetWriter(tmp, reader.schema) as writer:

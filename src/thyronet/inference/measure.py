@@ -11,16 +11,11 @@ transverse view) compares the vertical extent, depth, with the horizontal one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from thyronet.data.preprocess import largest_component
-from thyronet.data.tirads import Recommendation, acr_recommendation
-
-if TYPE_CHECKING:
-    from thyronet.inference.answers import Answer
 
 
 @dataclass(frozen=True)
@@ -31,6 +26,9 @@ class Measurement:
     taller_than_wide: bool
     height_to_width: float
     unit: str  # "mm" when the spacing was known, else "px"
+    # where a radiologist's calipers would lie, as ((x0, y0), (x1, y1)) in the image's pixels
+    long_line: tuple[tuple[float, float], tuple[float, float]] | None = None
+    short_line: tuple[tuple[float, float], tuple[float, float]] | None = None
 
     @property
     def max_diameter_mm(self) -> float | None:
@@ -58,23 +56,16 @@ def measure_mask(mask: np.ndarray, spacing_mm: tuple[float, float] | None = None
     long_axis = float(distances[i, j]) + pixel(direction)
     short_axis = float(np.ptp(hull @ normal)) + pixel(normal)
     width, height = np.ptp(points[:, 0]) + col_mm, np.ptp(points[:, 1]) + row_mm
+    # the short caliper crosses the long one where the hull is widest across it
+    across = hull @ normal
+    middle = hull[i] + direction * float(((hull[across.argmin()] + hull[across.argmax()]) / 2 - hull[i]) @ direction)
+    scale = np.array([col_mm, row_mm])
+
+    def in_pixels(a: np.ndarray, b: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+        (x0, y0), (x1, y1) = a / scale, b / scale
+        return (round(float(x0), 1), round(float(y0), 1)), (round(float(x1), 1), round(float(y1), 1))
+
     return Measurement(long_axis, short_axis, float(region.astype(bool).sum() * row_mm * col_mm),
-                       bool(height > width), float(height / max(width, 1e-9)), "mm" if spacing_mm else "px")
-
-
-@dataclass(frozen=True)
-class NoduleFindings:
-    """What the report says of one nodule beside the network's probability."""
-
-    measurement: Measurement | None
-    recommendation: Recommendation | None  # None without descriptor heads (no TI-RADS level)
-
-
-def findings(answer: Answer, spacing_mm: tuple[float, float] | None) -> NoduleFindings:
-    """The nodule's size from its predicted mask and, where the model predicts descriptors, the ACR
-    recommendation for the level they imply and that size."""
-    mask = answer.prepared.nodule_mask if answer.prepared is not None else None
-    measurement = measure_mask(mask, spacing_mm) if mask is not None else None
-    level = answer.prediction.tirads_level
-    recommendation = acr_recommendation(level, measurement.max_diameter_mm if measurement else None) if level else None
-    return NoduleFindings(measurement, recommendation)
+                       bool(height > width), float(height / max(width, 1e-9)), "mm" if spacing_mm else "px",
+                       in_pixels(hull[i], hull[j]),
+                       in_pixels(middle + normal * (across.min() - middle @ normal), middle + normal * (across.max() - middle @ normal)))

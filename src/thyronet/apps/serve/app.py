@@ -42,17 +42,16 @@ from thyronet import __version__
 from thyronet.apps.access import Accounts, AuditLog, default_state_dir
 from thyronet.apps.explain import frame_overlay
 from thyronet.apps.report import DISCLAIMER
+from thyronet.apps.serve.schema import prediction_model
 from thyronet.apps.serve.security import SESSION_COOKIE, Access, Principal, security_headers
 from thyronet.data.dicom import dataset_spacing_mm
 from thyronet.data.imageio import read_upload
 from thyronet.data.preprocess import Box
 from thyronet.data.region import parse_box
-from thyronet.data.vocabulary import DESCRIPTORS
 from thyronet.errors import DataError, ImageTooLargeError, ThyronetError
 from thyronet.inference.answers import predict_image
 from thyronet.inference.backends import Backend, load_backend
 from thyronet.inference.cam import CamExplainer
-from thyronet.inference.measure import findings
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger(__name__)
@@ -120,7 +119,7 @@ class Service:
             raise RequestExpired
         try:
             _check_deadline(deadline)
-            answer = predict_image(self.backend, image, filename, box, self.settings.refuse_ood)
+            answer = predict_image(self.backend, image, filename, box, self.settings.refuse_ood, upload_spacing_mm(data))
             if answer.prediction.error:  # refused as out of distribution
                 raise DataError(filename, answer.prediction.error)
             _check_deadline(deadline)  # Grad-CAM costs as much as the prediction again
@@ -129,9 +128,7 @@ class Service:
             self.lock.release()
         prediction, prepared = answer.prediction, answer.prepared
         calibration = self.backend.calibration
-        found = findings(answer, upload_spacing_mm(data))
-        descriptors = {name: {"value": getattr(prediction, name), "probability": getattr(prediction, f"{name}_prob")}
-                       for name in DESCRIPTORS if getattr(prediction, name) is not None}
+        flat, size, advice = prediction.to_dict(), prediction.size, prediction.recommendation
         return {
             "probability_malignant": prediction.probability,
             "decision": prediction.decision,
@@ -145,17 +142,17 @@ class Service:
             "warning": prediction.warning,
             "region": prediction.region,
             "nodule_box": None if prepared.nodule_box is None else list(prepared.nodule_box),
-            "descriptors": descriptors or None,
+            "descriptors": flat["descriptors"],
             "description": prediction.description,
+            "nodule_size": None if size is None else {
+                "long_axis": round(size.long_axis, 2), "short_axis": round(size.short_axis, 2),
+                "area": round(size.area, 2), "unit": size.unit, "taller_than_wide": size.taller_than_wide},
+            "acr_tirads": flat["acr_tirads"],
             "tirads_points": prediction.tirads_points,
             "tirads_level": prediction.tirads_level,
-            "nodule_size": None if found.measurement is None else {
-                "long_axis": round(found.measurement.long_axis, 2), "short_axis": round(found.measurement.short_axis, 2),
-                "area": round(found.measurement.area, 2), "unit": found.measurement.unit,
-                "taller_than_wide": found.measurement.taller_than_wide},
-            "acr_recommendation": None if found.recommendation is None else {
-                "action": found.recommendation.action, "reason": found.recommendation.reason,
-                "note": "derived from the predicted descriptors and size: decision support, not a diagnosis"},
+            "acr_recommendation": None if advice is None else {
+                "action": advice.action, "reason": advice.reason, "follow_up_years": list(advice.follow_up_years),
+                "note": "derived from the predicted descriptors and outline: decision support, not a diagnosis"},
             "input_png": png_base64(frame_overlay(image, prepared)),
             "overlay_png": None if heat is None else png_base64(frame_overlay(image, prepared, heat, opacity=1.0)),
             "notice": DISCLAIMER,
@@ -315,7 +312,7 @@ def create_app(model: str | Path | Backend, settings: ServiceSettings | None = N
         audit.record(principal.user.name, principal.user.role, "list users", "ok")
         return [{"user": u.name, "role": u.role, "disabled": u.disabled} for u in access.accounts.users()]
 
-    @app.post("/api/v1/predict")
+    @app.post("/api/v1/predict", response_model=prediction_model())
     async def predict(
         file: UploadFile = File(..., description="an ultrasound image (JPEG, PNG, BMP, TIFF) or DICOM file"),
         box: str | None = Form(None, description="the nodule's box x0,y0,x1,y1 in image pixels, instead of the predicted one"),

@@ -53,9 +53,10 @@ function show(data) {
     + ", specificity " + pct(data.validation_specificity) + ").";
   $("result-warning").textContent = data.warning ? "Warning: this image " + data.warning + "." : "";
   $("result-region").textContent = "Looked at: " + data.region + (data.nodule_box ? " (nodule box " + data.nodule_box.join(", ") + ")" : "") + ".";
-  const tirads = data.tirads_level ? "ACR TI-RADS " + data.tirads_points + " points (" + data.tirads_level
-    + "), derived from the model's descriptor predictions." : "no ACR TI-RADS level: a category is not assessed by the model.";
-  $("result-descriptors").textContent = data.description ? "Predicted: " + data.description + "; " + tirads : "";
+  const acr = data.acr_tirads;
+  const tirads = acr ? acr.note + (acr.level ? ", proposed from the model's descriptors and outline." : ".") : "";
+  $("result-descriptors").textContent = data.descriptors
+    ? "Predicted: " + (data.description || "no descriptor assessed") + "; " + tirads : "";
   const size = data.nodule_size;
   $("result-size").textContent = size ? "Nodule size: " + size.long_axis.toFixed(1) + " x " + size.short_axis.toFixed(1) + " "
     + size.unit + (size.unit === "mm" ? "" : " (the image carries no calibration)")
