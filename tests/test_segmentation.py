@@ -17,7 +17,7 @@ from thyronet.data.dataset import SegmentationDataset
 from thyronet.data.preprocess import PreprocessConfig
 from thyronet.data.vocabulary import DESCRIPTOR_CLASSES
 from thyronet.errors import DataError
-from thyronet.evaluation.segmetrics import box_iou, dice, iou, score_segmentation, summarise_segmentation
+from thyronet.evaluation.segmetrics import box_iou, dice, iou, score_segmentation, size_agreement, summarise_segmentation
 from thyronet.inference.answers import NOT_ASSESSED
 from thyronet.inference.segmenter import Segmenter
 from thyronet.runs.config import load_config
@@ -144,6 +144,22 @@ def test_manifest_masks_are_read_and_checked(segmenter_run, tmp_path, capsys):
     assert main(["evaluate", str(segmenter_run), str(tmp_path / "ok.csv"), "--out", str(tmp_path / "ev")]) == 0
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["images"] == 3 and metrics["dice"]["mean"] > 0.6 and metrics["detected"]["mean"] >= 2 / 3
+    long_axis = metrics["size_agreement"]["long_axis"]
+    assert long_axis["n"] == 3 and 0 <= long_axis["within_10"]["share"] <= long_axis["within_20"]["share"] <= 1
+    assert (tmp_path / "ev" / "segments_eval_bland_altman.png").is_file()
+    rows = list(csv.DictReader(open(tmp_path / "ev" / "segments_eval.csv")))
+    assert all(float(r["expert_long_axis_px"]) == pytest.approx(121, abs=1.5) for r in rows)  # the 120 x 100 ellipse
+
+
+def test_size_agreement_counts_a_missed_nodule_as_outside_every_tolerance():
+    rows = [{"long_axis_px": 105.0, "expert_long_axis_px": 100.0, "short_axis_px": 50.0, "expert_short_axis_px": 40.0},
+            {"long_axis_px": 85.0, "expert_long_axis_px": 100.0, "short_axis_px": 41.0, "expert_short_axis_px": 40.0},
+            {"long_axis_px": None, "expert_long_axis_px": 100.0, "short_axis_px": None, "expert_short_axis_px": 40.0}]
+    agreement = size_agreement(rows)
+    assert agreement["long_axis"]["measured"] == 2 and agreement["long_axis"]["median_error"] == pytest.approx(0.10)
+    assert agreement["long_axis"]["within_10"]["share"] == pytest.approx(1 / 3)
+    assert agreement["long_axis"]["within_20"]["share"] == pytest.approx(2 / 3)
+    assert agreement["short_axis"]["within_10"]["share"] == pytest.approx(1 / 3)  # 25% and 2.5% off, one missed
 
 
 def test_predicted_region_classifier_runs_end_to_end(region_run, tmp_path, capsys):
@@ -166,10 +182,16 @@ def test_predicted_region_classifier_runs_end_to_end(region_run, tmp_path, capsy
             assert row[head] in DESCRIPTOR_CLASSES[head] and 0 <= float(row[f"{head}_prob"]) <= 1
         else:
             assert row[head] == NOT_ASSESSED and row[f"{head}_prob"] == ""
+    # the outline gives calipers (pixels: a PNG has no calibration) and ACR's shape
+    assert float(row["long_axis"]) >= float(row["short_axis"]) > 0 and row["size_unit"] == "px"
+    assert row["acr_shape"] in ("taller-than-wide", "wider-than-tall")
+    out = capsys.readouterr().out
+    assert "outline: " in out and "ACR recommendation: " in out
     if all(v["assessed"] for v in reliability.values()):
         assert row["description"].count(",") == 3 and row["tirads_level"].startswith("TR")
+        assert row["recommendation"] == "size needed"  # a level, but no size in mm
     else:
-        assert row["tirads_level"] == "" and "no ACR TI-RADS level" in capsys.readouterr().out
+        assert row["tirads_level"] == "" and "ACR TI-RADS incomplete" in out and row["recommendation"] == "incomplete"
     assert "looked at: predicted" in (tmp_path / "r.html").read_text()
     assert main(["predict", str(run), str(image), "--box", "190,90,330,210", "--out", str(tmp_path / "b.json")]) == 0
     assert json.loads((tmp_path / "b.json").read_text())[0]["region"] == "box"

@@ -107,3 +107,25 @@ def plot_reliability(labels: np.ndarray, probs: np.ndarray, path: Path, bins: in
     axis.legend(fontsize=8)
     axis.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def plot_bland_altman(predicted: np.ndarray, expert: np.ndarray, path: Path, title: str, unit: str = "px") -> Path:
+    """Bland-Altman plot of a measurement against the expert's: the relative difference
+    (predicted - expert) / mean, in percent, against the mean of the two, with the bias, the 95%
+    limits of agreement and the +-10% band within which readers usually agree."""
+    mean = (predicted + expert) / 2
+    difference = 100 * (predicted - expert) / mean
+    bias, spread = float(difference.mean()), float(1.96 * difference.std(ddof=1)) if len(difference) > 1 else 0.0
+    fig, axis = plt.subplots(figsize=(5.6, 4.0))
+    axis.axhspan(-10, 10, color="tab:green", alpha=0.12, label="within 10%")
+    axis.scatter(mean, difference, s=10, alpha=0.7)
+    axis.axhline(bias, color="tab:red", lw=1, label=f"bias {bias:+.1f}%")
+    for limit in (bias - spread, bias + spread):
+        axis.axhline(limit, color="tab:red", ls="--", lw=0.8)
+    axis.plot([], [], color="tab:red", ls="--", lw=0.8, label=f"95% limits {bias - spread:+.0f}% to {bias + spread:+.0f}%")
+    axis.set_xlabel(f"mean of predicted and expert ({unit})")
+    axis.set_ylabel("(predicted - expert) / mean, %")
+    axis.set_title(title, fontsize=10)
+    axis.legend(fontsize=8, loc="upper right")
+    axis.grid(alpha=0.3)
+    return _save(fig, path)
