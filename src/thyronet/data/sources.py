@@ -6,6 +6,8 @@
 * BUSI: a folder with ``labels.csv`` (``path,class,mask``; see :mod:`thyronet.data.busi`).
 * CSV manifest: columns ``path,label[,group][,mask]``; paths relative to the CSV's folder; a
   ``mask`` is a 0/255 nodule mask image of the image's size (for segmentation metrics).
+* A reading store (``reads.sqlite`` + ``images/``; see :mod:`thyronet.data.readstore`): its signed
+  reads, with the confirmed outlines and the outcomes' labels.
 * Anything else: image/DICOM files or folders of them, unlabelled (for prediction).
 
 A multi-frame DICOM file yields one record per frame, all in the file's case.
@@ -21,6 +23,7 @@ from thyronet.data.busi import is_busi_folder, read_busi
 from thyronet.data.ddti import is_ddti_folder, read_ddti
 from thyronet.data.imageio import looks_like_image
 from thyronet.data.reader import SourceReader
+from thyronet.data.readstore import is_store_folder, read_store
 from thyronet.data.records import BENIGN, MALIGNANT, Collection
 from thyronet.data.vocabulary import parse_label
 from thyronet.errors import DataError, ThyronetError
@@ -106,6 +109,8 @@ def open_source(path: str | Path, strict: bool = False) -> Collection:
         return read_manifest(path, strict)
     if is_ddti_folder(path):
         return read_ddti(path, strict)
+    if is_store_folder(path):  # a reading store: its signed reads
+        return read_store(path)
     if is_busi_folder(path):  # before class folders: BUSI's benign/ and malignant/ hold masks too
         return read_busi(path, strict)
     if _class_folders(path):

@@ -16,182 +16,36 @@ and nothing is written outside a per-request temporary directory.
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import json
 import logging
 import math
 import os
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from PIL import Image
 from pydantic import BaseModel
 
 from thyronet import __version__
-from thyronet.apps.access import Accounts, AuditLog, default_state_dir
-from thyronet.apps.explain import frame_overlay
+from thyronet.apps.access import Accounts, AuditLog
 from thyronet.apps.report import DISCLAIMER
+from thyronet.apps.serve.reads import reading_routes
 from thyronet.apps.serve.schema import prediction_model
 from thyronet.apps.serve.security import SESSION_COOKIE, Access, Principal, security_headers
-from thyronet.data.dicom import dataset_spacing_mm
-from thyronet.data.imageio import read_upload
-from thyronet.data.preprocess import Box
+from thyronet.apps.serve.service import RequestExpired, Service, ServiceSettings, read_limited, sniff_type, upload_uid
+from thyronet.data.readstore import ReadStore
 from thyronet.data.region import parse_box
 from thyronet.errors import DataError, ImageTooLargeError, ThyronetError
-from thyronet.inference.answers import predict_image
 from thyronet.inference.backends import Backend, load_backend
-from thyronet.inference.cam import CamExplainer
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger(__name__)
-MAGIC = {
-    b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png", b"BM": "bmp", b"II*\x00": "tiff", b"MM\x00*": "tiff",
-    b"GIF87a": "gif", b"GIF89a": "gif",  # an animated GIF: its first frame
-}
-
-
-@dataclass
-class ServiceSettings:
-    max_upload_bytes: int = 20 * 1024 * 1024
-    timeout_s: float = 30.0
-    explain: bool = True
-    refuse_ood: bool = False  # 422 instead of a warning for inputs unlike the training images
-    state_dir: Path = field(default_factory=default_state_dir)  # accounts and the audit trail
-    tls: bool = False  # served over HTTPS: Secure cookies and HSTS
-
-    def __post_init__(self) -> None:
-        self.state_dir = Path(self.state_dir)  # also when it comes as text from ``serve --workers N``
-
-
-def sniff_type(head: bytes) -> str | None:
-    """The upload's format from its first bytes (DICOM: 'DICM' at offset 128), or None."""
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        return "dicom"
-    for magic, kind in MAGIC.items():
-        if head.startswith(magic):
-            return kind
-    return None
-
-
-def png_base64(array: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-class RequestExpired(Exception):
-    """The request's time ran out; the client has been answered 504 already."""
-
-
-def _check_deadline(deadline: float) -> None:
-    if time.monotonic() > deadline:
-        raise RequestExpired
-
-
-class Service:
-    """The loaded model and what a request needs from it, shared by all requests."""
-
-    def __init__(self, backend: Backend, settings: ServiceSettings) -> None:
-        self.backend = backend
-        self.settings = settings
-        self.lock = threading.Lock()
-        can_explain = settings.explain and backend.loaded is not None
-        self.explainer = CamExplainer(backend) if can_explain else None
-
-    def predict(self, data: bytes, filename: str, box: Box | None = None, deadline: float = math.inf) -> dict[str, Any]:
-        """One request's answer. A request whose client has given up (``deadline``, from
-        ``time.monotonic``) stops at the next step instead of holding the model for nothing.
-        ``filename`` serves to decode the upload; the answer does not repeat it."""
-        image = read_upload(data, filename)  # decoded inside a temporary directory
-        wait = max(0.0, deadline - time.monotonic()) if math.isfinite(deadline) else -1  # -1: no limit
-        if not self.lock.acquire(timeout=wait):
-            raise RequestExpired
-        try:
-            _check_deadline(deadline)
-            answer = predict_image(self.backend, image, filename, box, self.settings.refuse_ood, upload_spacing_mm(data))
-            if answer.prediction.error:  # refused as out of distribution
-                raise DataError(filename, answer.prediction.error)
-            _check_deadline(deadline)  # Grad-CAM costs as much as the prediction again
-            heat = self.explainer(self.backend.to_tensor(answer.prepared.image)) if self.explainer else None
-        finally:
-            self.lock.release()
-        prediction, prepared = answer.prediction, answer.prepared
-        calibration = self.backend.calibration
-        flat, size, advice = prediction.to_dict(), prediction.size, prediction.recommendation
-        return {
-            "probability_malignant": prediction.probability,
-            "decision": prediction.decision,
-            "threshold": calibration.threshold,
-            "target_sensitivity": calibration.target_sensitivity,
-            "validation_sensitivity": calibration.val_sensitivity,
-            "validation_specificity": calibration.val_specificity,
-            "model": {"name": self.backend.name, "runtime": self.backend.runtime, "thyronet_version": __version__,
-                      "data_fingerprint": self.backend.info.get("data_fingerprint")},
-            "ood_score": prediction.ood_score,
-            "warning": prediction.warning,
-            "region": prediction.region,
-            "nodule_box": None if prepared.nodule_box is None else list(prepared.nodule_box),
-            "descriptors": flat["descriptors"],
-            "description": prediction.description,
-            "nodule_size": None if size is None else {
-                "long_axis": round(size.long_axis, 2), "short_axis": round(size.short_axis, 2),
-                "area": round(size.area, 2), "unit": size.unit, "taller_than_wide": size.taller_than_wide},
-            "acr_tirads": flat["acr_tirads"],
-            "tirads_points": prediction.tirads_points,
-            "tirads_level": prediction.tirads_level,
-            "acr_recommendation": None if advice is None else {
-                "action": advice.action, "reason": advice.reason, "follow_up_years": list(advice.follow_up_years),
-                "note": "derived from the predicted descriptors and outline: decision support, not a diagnosis"},
-            "input_png": png_base64(frame_overlay(image, prepared)),
-            "overlay_png": None if heat is None else png_base64(frame_overlay(image, prepared, heat, opacity=1.0)),
-            "notice": DISCLAIMER,
-        }
-
-
-def _dicom_header(data: bytes):
-    """A DICOM upload's header (no pixels), None for other images."""
-    if sniff_type(data[:132]) != "dicom":
-        return None
-    import pydicom
-
-    return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
-
-
-def upload_spacing_mm(data: bytes) -> tuple[float, float] | None:
-    """A DICOM upload's pixel spacing (row, column) in mm; None for other images or without calibration."""
-    header = _dicom_header(data)
-    return None if header is None else dataset_spacing_mm(header)
-
-
-def upload_uid(data: bytes) -> str | None:
-    """A DICOM upload's SOP Instance UID (what the audit trail names), None for other images."""
-    try:
-        header = _dicom_header(data)
-    except Exception:  # an unreadable header is refused by the prediction itself, with its reason
-        return None
-    return None if header is None else str(header.get("SOPInstanceUID", "")) or None
-
-
-async def read_limited(upload: UploadFile, limit: int) -> bytes:
-    """Read at most ``limit`` bytes in chunks; 413 as soon as the upload is larger."""
-    chunks, size = [], 0
-    while chunk := await upload.read(1 << 20):
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"upload larger than {limit // (1024 * 1024)} MiB")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class Credentials(BaseModel):
@@ -357,6 +211,14 @@ def create_app(model: str | Path | Backend, settings: ServiceSettings | None = N
     @app.get("/", include_in_schema=False)
     def page(principal: Principal = Depends(viewer)) -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    if settings.store_dir is not None:  # the reading workflow: its API and its pages
+        app.include_router(reading_routes(ReadStore(settings.store_dir), service, access, settings.max_upload_bytes,
+                                          settings.timeout_s))
+
+        @app.get("/reads", include_in_schema=False)
+        def reads_page(principal: Principal = Depends(viewer)) -> FileResponse:
+            return FileResponse(STATIC / "reads.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")  # the pages' scripts and styles: public
     return app

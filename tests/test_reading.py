@@ -1,0 +1,149 @@
+"""The reading workflow: the model proposes, the radiologist confirms, changes and signs, outcomes
+come later, and the store of signed reads is a dataset thyronet trains on."""
+
+from __future__ import annotations
+
+import csv
+import stat
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from synthetic import make_us_dicom, ultrasound_image
+from thyronet.apps.cli import main
+from thyronet.data import open_source
+from thyronet.data.readstore import ReadError, ReadStore, Source
+
+BOX = (200, 100, 320, 200)
+COMPLETE = {"composition": ["solid or almost completely solid"], "echogenicity": ["hypoechoic"], "shape": ["wider-than-tall"],
+            "margin": ["smooth"], "echogenic foci": ["none"]}
+OUTLINE = [[200, 150], [260, 100], [320, 150], [260, 200]]
+
+
+def png(seed: int, malignant: bool) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(ultrasound_image(seed, malignant, BOX)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_read_is_proposed_confirmed_signed_and_never_changed_again(tmp_path):
+    store = ReadStore(tmp_path / "store")
+    proposal = {"probability": 0.7, "categories": {"composition": ["solid or almost completely solid"],
+                                                    "echogenicity": ["isoechoic"]}, "outline": OUTLINE,
+                "calipers": {"long": [[200, 150], [320, 150]], "short": [[260, 100], [260, 200]]}}
+    read = store.add(png(1, True), ".png", Source(patient_name="DOE^JANE", spacing=(0.1, 0.1)), proposal, {"name": "resnet18"})
+    assert read.state == "proposed" and read.confirmed["categories"] == proposal["categories"] and read.changed() == []
+    assert read.max_diameter_mm() == pytest.approx(12.0)
+    assert not read.assessment()[0].complete  # shape, margin, foci not proposed
+    with pytest.raises(ReadError, match="incomplete"):
+        store.sign(read.id, "dr-a")
+    read = store.confirm(read.id, {"categories": COMPLETE, "calipers": {"long": [[200, 150], [330, 150]], "short": [[260, 100], [260, 200]]}})
+    assert read.state == "in progress" and read.changed() == ["categories.echogenicity", "categories.shape", "categories.margin",
+                                                              "categories.echogenic foci", "calipers"]
+    assessment, advice = read.assessment()
+    assert (assessment.points, assessment.level) == (4, "TR4") and advice.action == "follow-up"  # 13 mm: follow-up from 10
+    with pytest.raises(ReadError, match="unknown margin value"):
+        store.confirm(read.id, {"categories": {"margin": ["wavy"]}})
+    signed = store.sign(read.id, "dr-a")
+    assert signed.signed and signed.signed_by == "dr-a"
+    for change in (lambda: store.confirm(read.id, {"outline": OUTLINE}), lambda: store.sign(read.id, "dr-b")):
+        with pytest.raises(ReadError) as refused:
+            change()
+        assert refused.value.status == 409
+    amended = store.amend(read.id)
+    assert (amended.version, amended.replaces, amended.state) == (2, read.id, "in progress")
+    assert amended.confirmed == signed.confirmed
+    assert [r.id for r in store.worklist()] == [amended.id] and store.get(read.id).signed  # the signed version stays
+    with pytest.raises(ReadError, match="amended already"):
+        store.amend(read.id)
+    store.add_outcome(amended.id, "bethesda", "ii", "dr-a")
+    assert store.get(read.id).label() == 0  # outcomes belong to the read, every version
+    store.add_outcome(amended.id, "pathology", "Malignant", "dr-a")
+    assert store.get(amended.id).label() == 1  # surgical pathology outranks cytology
+    with pytest.raises(ReadError, match="Bethesda"):
+        store.add_outcome(amended.id, "bethesda", "VII", "dr-a")
+    # the store holds patient data: owner-only
+    assert stat.S_IMODE((tmp_path / "store").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "store" / "reads.sqlite").stat().st_mode) == 0o600
+    assert stat.S_IMODE(read.image.stat().st_mode) == 0o600
+
+
+def test_the_worklist_sorts_and_filters(tmp_path):
+    store = ReadStore(tmp_path / "store")
+    reads = [store.add(png(i, True), ".png", Source(), {"probability": p}, {}) for i, p in enumerate((0.2, 0.95, 0.55))]
+    assert [r.suspicion for r in store.worklist(sort="suspicion")] == [0.95, 0.55, 0.2]
+    assert store.worklist(sort="uncertainty")[0].id == reads[2].id  # closest to 0.5 first
+    store.confirm(reads[0].id, {"categories": COMPLETE})
+    assert [r.id for r in store.worklist(state="in progress")] == [reads[0].id]
+    with pytest.raises(ReadError, match="unknown sort"):
+        store.worklist(sort="name")
+
+
+def test_the_store_of_signed_reads_trains_a_model_that_predicts(tmp_path):
+    """Signed reads with outcomes are a labelled dataset: `thyronet train --data STORE`, then predict."""
+    store = ReadStore(tmp_path / "store")
+    for i in range(20):
+        malignant = i % 2 == 0
+        read = store.add(png(100 + i, malignant), ".png", Source(), {"probability": 0.5, "outline": OUTLINE}, {})
+        store.confirm(read.id, {"categories": COMPLETE})
+        store.sign(read.id, "dr-a")
+        store.add_outcome(read.id, "bethesda", "VI" if malignant else "II", "dr-a")
+    store.add(png(99, True), ".png", Source(), {"probability": 0.5}, {})  # not signed: not in the dataset
+    collection = open_source(tmp_path / "store")
+    assert collection.source == "reads" and len(collection.images) == 20
+    assert collection.label_counts() == {"benign": 10, "malignant": 10}
+    record = collection.images[0]
+    assert record.outlines and record.attributes["composition"] == "solid" and record.attributes["acr_level"] == "TR4"
+    out = tmp_path / "runs"
+    assert main(["train", "--config", "frame", "--data", str(tmp_path / "store"), "--model", "resnet18", "--epochs", "1",
+                 "--set", "data.preprocess.size=32", "--set", "train.batch_size=8", "--set", "trainer.threads=1",
+                 "--output-dir", str(out)]) == 0
+    run = next(out.iterdir())
+    image = tmp_path / "new.png"
+    image.write_bytes(png(500, True))
+    assert main(["predict", str(run), str(image), "--out", str(tmp_path / "p.csv")]) == 0
+    assert 0 <= float(next(csv.DictReader(open(tmp_path / "p.csv")))["probability"]) <= 1
+
+
+def test_the_reading_api_from_upload_to_signature(region_run, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from service import bearer
+    from thyronet.apps.serve.app import ServiceSettings, create_app
+
+    app = create_app(region_run, ServiceSettings(store_dir=tmp_path / "store"))
+    radiologist, viewer = TestClient(app, headers=bearer(app, "radiologist", "dr-a")), TestClient(app, headers=bearer(app, "viewer"))
+    path = make_us_dicom(tmp_path / "us.dcm", spacing_mm=0.1)
+    assert viewer.post("/api/v1/reads", files={"file": ("us.dcm", path.read_bytes())}).status_code == 403
+    created = radiologist.post("/api/v1/reads", files={"file": ("us.dcm", path.read_bytes())})
+    assert created.status_code == 201
+    read = created.json()
+    assert read["state"] == "proposed" and read["model"]["name"] and read["calibrated"]
+    assert read["patient"]["id"] == "THYRONET-TEST"
+    assert 0 <= read["proposal"]["probability"] <= 1
+    assert viewer.get("/api/v1/reads").json()[0]["patient"] is None  # no patient details for a viewer
+    image = radiologist.get(f"/api/v1/reads/{read['id']}/image")
+    assert image.headers["content-type"] == "image/png" and cv2.imdecode(np.frombuffer(image.content, np.uint8), 0).shape == (360, 480)
+    changed = {**COMPLETE, "echogenicity": ["very hypoechoic"]}
+    calipers = {"long": [[160, 180], [330, 180]], "short": [[240, 140], [240, 220]]}
+    put = radiologist.put(f"/api/v1/reads/{read['id']}", json={"categories": changed, "calipers": calipers})
+    assert put.status_code == 200
+    body = put.json()
+    assert body["acr_tirads"]["level"] == "TR4" and body["acr_tirads"]["points"] == 5  # recomputed from the confirmed values
+    assert body["max_diameter_mm"] == pytest.approx(17.0) and body["recommendation"]["action"] == "FNA"  # TR4 >= 15 mm
+    assert "categories.echogenicity" in body["changed"] and "calipers" in body["changed"]
+    assert viewer.put(f"/api/v1/reads/{read['id']}", json={"categories": COMPLETE}).status_code == 403
+    assert radiologist.put(f"/api/v1/reads/{read['id']}", json={"categories": {"shape": ["round"]}}).status_code == 422
+    signed = radiologist.post(f"/api/v1/reads/{read['id']}/sign").json()
+    assert signed["state"] == "signed" and signed["signed_by"] == "dr-a"
+    assert radiologist.put(f"/api/v1/reads/{read['id']}", json={"categories": COMPLETE}).status_code == 409
+    assert radiologist.post(f"/api/v1/reads/{read['id']}/outcome", json={"kind": "bethesda", "value": "V"}).json()["label"] == 1
+    assert radiologist.get("/api/v1/reads/nothing").status_code == 404
+    assert TestClient(app).get("/api/v1/reads").status_code == 401
+    audit = (app.state.access.audit.path).read_text()
+    assert "read sign" in audit and read["id"] in audit and "THYRONET-TEST" not in audit
+    assert "/api/v1/reads/{read_id}/sign" in TestClient(app, headers=bearer(app, "viewer")).get("/openapi.json").json()["paths"]
