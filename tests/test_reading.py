@@ -41,7 +41,8 @@ def test_a_read_is_proposed_confirmed_signed_and_never_changed_again(tmp_path):
     assert not read.assessment()[0].complete  # shape, margin, foci not proposed
     with pytest.raises(ReadError, match="incomplete"):
         store.sign(read.id, "dr-a")
-    read = store.confirm(read.id, {"categories": COMPLETE, "calipers": {"long": [[200, 150], [330, 150]], "short": [[260, 100], [260, 200]]}})
+    calipers = {"long": [[200, 150], [330, 150]], "short": [[260, 100], [260, 200]]}
+    read = store.confirm(read.id, {"categories": COMPLETE, "calipers": calipers})
     assert read.state == "in progress" and read.changed() == ["categories.echogenicity", "categories.shape", "categories.margin",
                                                               "categories.echogenic foci", "calipers"]
     assessment, advice = read.assessment()
