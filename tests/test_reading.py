@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from browser import chromium, live_server, log_in, needs_chromium
 from synthetic import make_us_dicom, ultrasound_image
 from thyronet.apps.cli import main
 from thyronet.data import open_source
@@ -148,3 +149,67 @@ def test_the_reading_api_from_upload_to_signature(region_run, tmp_path):
     audit = (app.state.access.audit.path).read_text()
     assert "read sign" in audit and read["id"] in audit and "THYRONET-TEST" not in audit
     assert "/api/v1/reads/{read_id}/sign" in TestClient(app, headers=bearer(app, "viewer")).get("/openapi.json").json()["paths"]
+
+
+@needs_chromium
+def test_a_radiologist_reads_and_signs_in_the_browser(region_run, tmp_path):
+    """Log in, add a study, open it from the worklist, fill in and change categories, move a caliper,
+    sign: the store holds the signed read with what was changed, and the level follows the change."""
+    import os
+    from pathlib import Path
+
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from thyronet.apps.serve.app import ServiceSettings, create_app
+
+    app = create_app(region_run, ServiceSettings(state_dir=tmp_path / "state", store_dir=tmp_path / "store", explain=False))
+    one_time = app.state.access.accounts.add_user("dr-read", "radiologist")
+    study = make_us_dicom(tmp_path / "study.dcm", spacing_mm=0.1)
+    shots = Path(os.environ.get("THYRONET_SCREENSHOT_DIR", tmp_path))
+
+    def choose(driver, category: str, value: str) -> None:
+        """Click a value and wait for the server's answer to redraw it checked (the form is redrawn
+        after every change, so elements found before it are stale)."""
+        selector = f"input[name='{category}'][value='{value}']"
+        wait = WebDriverWait(driver, 30, ignored_exceptions=[StaleElementReferenceException])
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, selector).is_enabled())
+        if not driver.find_element(By.CSS_SELECTOR, selector).is_selected():
+            driver.find_element(By.CSS_SELECTOR, selector).click()
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, selector).is_selected()
+                   and d.execute_script("return window.pending === 0"))
+
+    with live_server(app) as url, chromium(tmp_path / "profile", "1400,1000") as driver:
+        log_in(driver, url + "/reads", "dr-read", one_time)
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "who").text.startswith("dr-read"))
+        driver.get(url + "/reads")
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "upload"))
+        driver.find_element(By.ID, "upload").send_keys(str(study.resolve()))
+        WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "read-card").is_displayed())
+        for category, value in (("composition", "solid or almost completely solid"), ("shape", "wider-than-tall"),
+                                ("margin", "smooth"), ("echogenic foci", "none"), ("echogenicity", "isoechoic")):
+            choose(driver, category, value)
+        WebDriverWait(driver, 30).until(lambda d: "TR3" in d.find_element(By.ID, "level").text)  # 2 + 1 + 0 + 0 + 0
+        choose(driver, "echogenicity", "very hypoechoic")
+        WebDriverWait(driver, 30).until(lambda d: "TR4" in d.find_element(By.ID, "level").text)  # the level follows: 5 points
+        read = ReadStore(tmp_path / "store").worklist()[0]
+        driver.execute_script("window.scrollTo(0, 0)")
+        canvas = driver.find_element(By.ID, "canvas")
+        scale = canvas.size["width"] / driver.execute_script("return arguments[0].width", canvas)
+        (x, y) = read.confirmed["calipers"]["long"][1]
+        centre = (canvas.size["width"] / 2, canvas.size["height"] / 2)
+        ActionChains(driver).move_to_element_with_offset(canvas, x * scale - centre[0], y * scale - centre[1]).click_and_hold() \
+            .move_by_offset(25, 0).release().perform()
+        WebDriverWait(driver, 30).until(lambda d: "calipers" in d.find_element(By.ID, "changed").text)
+        assert driver.save_screenshot(str(shots / "reading-view.png"))
+        driver.find_element(By.ID, "sign").click()
+        WebDriverWait(driver, 30).until(lambda d: "signed" in d.find_element(By.ID, "read-title").text)
+        driver.find_element(By.ID, "back").click()
+        WebDriverWait(driver, 30).until(lambda d: "signed" in d.find_element(By.ID, "worklist").text)
+        assert driver.save_screenshot(str(shots / "worklist.png"))
+    signed = ReadStore(tmp_path / "store").worklist()[0]
+    assert signed.signed and signed.signed_by == "dr-read"
+    assert signed.confirmed["categories"]["echogenicity"] == ["very hypoechoic"] and "calipers" in signed.changed()
+    assert signed.assessment()[0].level == "TR4"

@@ -20,6 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from browser import chromium, live_server, log_in, needs_chromium
 from service import bearer
 from synthetic import make_dicom, make_us_dicom, ultrasound_image
 from thyronet.apps.serve.app import ServiceSettings, create_app
@@ -136,48 +137,21 @@ def test_concurrent_requests_share_one_model(client):
     assert len(results) == 6 and max(results) - min(results) < 1e-6
 
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 REAL_IMAGE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ddti" / "100_1.jpg"
 
 
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="Debian chromium and chromium-driver are not installed")
+@needs_chromium
 def test_page_in_headless_chromium(tiny_run, tmp_path):
-    import uvicorn
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     app = create_app(tiny_run, ServiceSettings(state_dir=tmp_path / "state"))
     one_time = app.state.access.accounts.add_user("dr-page", "radiologist")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
     image = REAL_IMAGE if REAL_IMAGE.exists() else tmp_path / "synthetic.png"
     if not REAL_IMAGE.exists():
         Image.fromarray(ultrasound_image(0, True)).save(image)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1366,800", f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        driver.get(f"http://127.0.0.1:{port}/")  # sent to the login page, then to choose a password
-        WebDriverWait(driver, 30).until(lambda d: d.current_url.endswith("/login"))
-        driver.find_element(By.ID, "username").send_keys("dr-page")
-        driver.find_element(By.ID, "password").send_keys(one_time)
-        driver.find_element(By.ID, "login").click()
-        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "change-form").is_displayed())
-        for field in ("new", "again"):
-            driver.find_element(By.ID, field).send_keys("my own long passphrase")
-        driver.find_element(By.ID, "change").click()
+    with live_server(app) as url, chromium(tmp_path / "profile") as driver:
+        log_in(driver, url + "/", "dr-page", one_time)
         WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "who").text.startswith("dr-page"))
         driver.find_element(By.ID, "file").send_keys(str(image.resolve()))
         WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "result-prob").text.endswith("%"))
@@ -185,10 +159,6 @@ def test_page_in_headless_chromium(tiny_run, tmp_path):
         assert driver.find_element(By.ID, "overlay-img").get_attribute("src").startswith("data:image/png;base64,")
         screenshot_dir = Path(os.environ.get("THYRONET_SCREENSHOT_DIR", tmp_path))  # to look at it
         assert driver.save_screenshot(str(screenshot_dir / "page.png"))
-    finally:
-        driver.quit()
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_a_request_out_of_time_gets_504_and_does_not_hold_the_model(tiny_run, tmp_path):

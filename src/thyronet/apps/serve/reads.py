@@ -28,6 +28,7 @@ from thyronet.apps.serve.security import Access, Principal
 from thyronet.apps.serve.service import RequestExpired, Service, read_limited, sniff_type, upload_source
 from thyronet.data.imageio import read_image
 from thyronet.data.readstore import Read, ReadError, ReadStore
+from thyronet.data.tirads import CATEGORIES
 from thyronet.errors import DataError
 from thyronet.inference.answers import Answer
 
@@ -138,6 +139,11 @@ def reading_routes(store: ReadStore, service: Service, access: Access, max_uploa
         except ReadError as error:
             raise HTTPException(error.status, str(error)) from None
         return [read_view(read, principal) for read in reads]
+
+    @router.get("/vocabulary")
+    def vocabulary(principal: Principal = Depends(viewer)) -> list[dict[str, Any]]:
+        """ACR TI-RADS's categories, their values and points, for the reading view's choices."""
+        return [{"name": c.name, "values": dict(c.points), "multiple": c.multiple} for c in CATEGORIES.values()]
 
     @router.get("/{read_id}")
     def get(read_id: str, principal: Principal = Depends(viewer)) -> dict[str, Any]:
