@@ -73,6 +73,22 @@ class GlobalRun:
     def history_file(self) -> Path:
         return self.folder.root / "federation.json"
 
+    def check_config(self) -> None:
+        """Refuse to continue a folder that holds a federation of another config."""
+        if not self.folder.config.is_file():
+            return
+        stored = config_from_dict(yaml.safe_load(self.folder.config.read_text()))
+        stored.federated.rounds = self.config.federated.rounds
+        if stored.to_dict() != self.config.to_dict():
+            raise ThyronetError(f"{self.folder.root}: holds a federation of another config; rerun with its own config to "
+                                "resume it (only federated.rounds may change), or give another --out")
+
+    def rounds_done(self) -> int:
+        """The last completed round (0: none yet)."""
+        if not self.history_file.is_file():
+            return 0
+        return max((r["round"] for r in json.loads(self.history_file.read_text())["rounds"]), default=0)
+
     def open(self) -> ResumePoint:
         """Start a new run folder, or continue the one there from its last completed round (its
         config must be this one, ``federated.rounds`` aside)."""
@@ -82,11 +98,7 @@ class GlobalRun:
             write_text_atomic(folder.config, dump_config(self.config))
             network = build_classifier(self.config, self.config.model.weights)
             return ResumePoint(0, {k: v.detach().clone() for k, v in network.state_dict().items()}, RoundHistory())
-        stored = config_from_dict(yaml.safe_load(folder.config.read_text()))
-        stored.federated.rounds = self.config.federated.rounds
-        if stored.to_dict() != self.config.to_dict():
-            raise ThyronetError(f"{folder.root}: holds a federation of another config; rerun with its own config to "
-                                "resume it (only federated.rounds may change), or give another --out")
+        self.check_config()
         write_text_atomic(folder.config, dump_config(self.config))  # the rounds now asked for
         if not folder.last.is_file():
             return ResumePoint(0, build_classifier(self.config, self.config.model.weights).state_dict(), RoundHistory())

@@ -45,6 +45,8 @@ class SimulatedSites:
 def simulate(config: RunConfig, data: str, sites: int, mode: SplitMode, out: Path) -> GlobalRun:
     """Federate ``config`` over ``sites`` shares of ``data`` into the run folder ``out``."""
     check_recipe(config)
+    run = GlobalRun(out, config)
+    run.check_config()
     source = SimulatedSites(data, sites, mode, config.split_seed)
     collection, shares = source.shares()  # refuse a split that leaves a site without both classes, before starting
     for index, cases in enumerate(shares):
@@ -57,5 +59,6 @@ def simulate(config: RunConfig, data: str, sites: int, mode: SplitMode, out: Pat
         config.trainer.threads = max(1, cores // min(sites, cores))
     backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                "init_args": {"num_cpus": min(sites, cores), "include_dashboard": False, "log_to_driver": True}}
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # no GPU is asked for: leave the variables alone
     run_simulation(server_app(config, out), client_app(source), num_supernodes=sites, backend_config=backend)
-    return GlobalRun(out, config)
+    return run

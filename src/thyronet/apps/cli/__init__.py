@@ -9,10 +9,19 @@ import warnings
 from collections.abc import Sequence
 
 from thyronet import __version__
-from thyronet.apps.cli import access_cmd, clinical_cmd, data_cmd, dicom_cmd, engine_cmd, models_cmd, serve_cmd
+from thyronet.apps.cli import (
+    access_cmd,
+    clinical_cmd,
+    data_cmd,
+    dicom_cmd,
+    engine_cmd,
+    federated_cmd,
+    models_cmd,
+    serve_cmd,
+)
 from thyronet.errors import ThyronetError
 
-COMMAND_GROUPS = (data_cmd, models_cmd, engine_cmd, clinical_cmd, serve_cmd, access_cmd, dicom_cmd)
+COMMAND_GROUPS = (data_cmd, models_cmd, engine_cmd, federated_cmd, clinical_cmd, serve_cmd, access_cmd, dicom_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
