@@ -13,6 +13,7 @@ import yaml
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
+from thyronet import log_to_stderr
 from thyronet.data.records import Collection
 from thyronet.data.sources import open_source
 from thyronet.data.splits import Split
@@ -82,6 +83,7 @@ def client_app(source: SiteSource = node_site) -> ClientApp:
 
     @app.train()
     def train(message: Message, context: Context) -> Message:
+        log_to_stderr()  # the app runs in a process Flower started
         config, settings = recipe(message)
         site = site_of(source, context, config)
         round_number = int(settings["round-offset"]) + int(settings["server-round"])

@@ -8,15 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
 
+from thyronet import log_to_stderr
+from thyronet.errors import ThyronetError
 from thyronet.federated.exchange import network_arrays, network_state
 from thyronet.federated.globalrun import GlobalRun, ResumePoint
 from thyronet.federated.history import RoundHistory
 from thyronet.federated.local import check_recipe
-from thyronet.runs.config import FederatedConfig, RunConfig, dump_config
+from thyronet.runs.config import FederatedConfig, RunConfig, config_from_dict, dump_config
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +87,30 @@ def run_federation(grid: Grid, config: RunConfig, out: Path) -> GlobalRun:
     return run
 
 
-def server_app(config: RunConfig, out: Path) -> ServerApp:
-    """A ServerApp that federates ``config`` into the run folder ``out``."""
+def server_app(config: RunConfig, out: Path, errors: list[ThyronetError] | None = None) -> ServerApp:
+    """A ServerApp that federates ``config`` into the run folder ``out``; with ``errors``, an input
+    error ends the federation and is kept there (for a one-line message) rather than raised in
+    Flower's server thread."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        run_federation(grid, config, out)
+        try:
+            run_federation(grid, config, out)
+        except ThyronetError as error:
+            if errors is None:
+                raise
+            errors.append(error)
 
     return app
+
+
+app = ServerApp()  # what a SuperLink runs (`thyronet federated run` submits it)
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """The federation a run submits: its config (YAML text) and run folder in the run config."""
+    log_to_stderr()  # the app runs in a process Flower started
+    config = config_from_dict(yaml.safe_load(str(context.run_config["run-config"])))
+    run_federation(grid, config, Path(str(context.run_config["out"])))

@@ -13,6 +13,7 @@ from flwr.simulation import run_simulation
 
 from thyronet.data.records import Collection
 from thyronet.data.sources import open_source
+from thyronet.errors import ThyronetError
 from thyronet.federated.client import client_app
 from thyronet.federated.globalrun import GlobalRun
 from thyronet.federated.local import check_recipe
@@ -60,5 +61,8 @@ def simulate(config: RunConfig, data: str, sites: int, mode: SplitMode, out: Pat
     backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                "init_args": {"num_cpus": min(sites, cores), "include_dashboard": False, "log_to_driver": True}}
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # no GPU is asked for: leave the variables alone
-    run_simulation(server_app(config, out), client_app(source), num_supernodes=sites, backend_config=backend)
+    errors: list[ThyronetError] = []
+    run_simulation(server_app(config, out, errors), client_app(source), num_supernodes=sites, backend_config=backend)
+    if errors:
+        raise errors[0]
     return run
