@@ -40,7 +40,9 @@ APP = {
 def flower(tool: str) -> str:
     """A Flower executable of this environment (installed beside its Python)."""
     path = Path(sys.executable).parent / tool
-    return str(path) if path.exists() else tool
+    if not path.exists():
+        raise ThyronetError(f"{path}: Flower's {tool} is not installed beside this Python (pip install flwr)")
+    return str(path)
 
 
 def environment() -> dict[str, str]:

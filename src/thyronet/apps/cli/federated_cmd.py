@@ -4,7 +4,7 @@ Flower, simulated on this machine or deployed across sites (docs/guide.md, "Fede
 from __future__ import annotations
 
 import argparse
-import subprocess
+import os
 from pathlib import Path
 
 from thyronet.apps.cli.engine_cmd import add_config_arguments, resolve_config
@@ -36,21 +36,21 @@ def _tls_file(args: argparse.Namespace, value: str | None, option: str) -> Path 
     return Path(value)
 
 
-def _superlink(args: argparse.Namespace) -> int:
+def _superlink(args: argparse.Namespace) -> None:
     from thyronet.federated.deploy import Tls, environment, superlink_command
 
     tls = None if args.insecure else Tls.from_folder(_tls_file(args, args.certificates, "--certificates"))
     command = superlink_command(tls, args.host, args.fleet_port, args.control_port, args.serverappio_port,
                                 args.database and Path(args.database), node_auth=not args.no_node_auth)
-    return subprocess.call(command, env=environment())
+    os.execve(command[0], command, environment())  # Flower's process takes this one's place: signals reach it
 
 
-def _supernode(args: argparse.Namespace) -> int:
+def _supernode(args: argparse.Namespace) -> None:
     from thyronet.federated.deploy import environment, supernode_command
 
     command = supernode_command(args.superlink, Path(args.data), args.site, _tls_file(args, args.root_certificates, "--root-certificates"),
                                 args.key and Path(args.key), args.clientappio_port)
-    return subprocess.call(command, env=environment())
+    os.execve(command[0], command, environment())
 
 
 def _keys(args: argparse.Namespace) -> int:
