@@ -78,10 +78,11 @@ class GlobalRun:
         if not self.folder.config.is_file():
             return
         stored = config_from_dict(yaml.safe_load(self.folder.config.read_text()))
-        stored.federated.rounds = self.config.federated.rounds
+        # more rounds continue a federation, and the machine's settings (threads, accelerator) may differ
+        stored.federated.rounds, stored.trainer = self.config.federated.rounds, self.config.trainer
         if stored.to_dict() != self.config.to_dict():
             raise ThyronetError(f"{self.folder.root}: holds a federation of another config; rerun with its own config to "
-                                "resume it (only federated.rounds may change), or give another --out")
+                                "resume it (only federated.rounds and trainer.* may change), or give another --out")
 
     def rounds_done(self) -> int:
         """The last completed round (0: none yet)."""

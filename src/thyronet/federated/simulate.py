@@ -46,6 +46,10 @@ class SimulatedSites:
 def simulate(config: RunConfig, data: str, sites: int, mode: SplitMode, out: Path) -> GlobalRun:
     """Federate ``config`` over ``sites`` shares of ``data`` into the run folder ``out``."""
     check_recipe(config)
+    # each virtual site trains in a Ray worker of one core; threads beyond the cores only contend
+    cores = os.cpu_count() or 1
+    if config.trainer.threads is None:
+        config.trainer.threads = max(1, cores // min(sites, cores))
     run = GlobalRun(out, config)
     run.check_config()
     source = SimulatedSites(data, sites, mode, config.split_seed)
@@ -54,10 +58,6 @@ def simulate(config: RunConfig, data: str, sites: int, mode: SplitMode, out: Pat
         part = subset(collection, cases)
         counts = part.label_counts("case")
         log.info("site-%d: %d cases (%d benign, %d malignant)", index, len(cases), counts["benign"], counts["malignant"])
-    # each virtual site trains in a Ray worker of one core; threads beyond the cores only contend
-    cores = os.cpu_count() or 1
-    if config.trainer.threads is None:
-        config.trainer.threads = max(1, cores // min(sites, cores))
     backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                "init_args": {"num_cpus": min(sites, cores), "include_dashboard": False, "log_to_driver": True}}
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # no GPU is asked for: leave the variables alone
