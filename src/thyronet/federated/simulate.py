@@ -32,9 +32,10 @@ class SimulatedSites:
     sites: int
     mode: SplitMode
     seed: int
+    strict: bool = False
 
     def shares(self) -> tuple[Collection, list[list[str]]]:
-        collection = open_source(Path(self.data))
+        collection = open_source(Path(self.data), self.strict)
         return collection, partition(collection, self.sites, self.mode, self.seed)
 
     def __call__(self, context: Context) -> tuple[str, Collection]:
@@ -43,8 +44,9 @@ class SimulatedSites:
         return f"site-{index}", subset(collection, shares[index])
 
 
-def simulate(config: RunConfig, data: str, sites: int, mode: SplitMode, out: Path) -> GlobalRun:
-    """Federate ``config`` over ``sites`` shares of ``data`` into the run folder ``out``."""
+def simulate(config: RunConfig, data: str, sites: int, mode: SplitMode, out: Path, strict: bool = False) -> GlobalRun:
+    """Federate ``config`` over ``sites`` shares of ``data`` into the run folder ``out`` (``strict``:
+    a problem with any input file stops it, rather than the file being skipped)."""
     check_recipe(config)
     # each virtual site trains in a Ray worker of one core; threads beyond the cores only contend
     cores = os.cpu_count() or 1
@@ -52,8 +54,10 @@ def simulate(config: RunConfig, data: str, sites: int, mode: SplitMode, out: Pat
         config.trainer.threads = max(1, cores // min(sites, cores))
     run = GlobalRun(out, config)
     run.check_config()
-    source = SimulatedSites(data, sites, mode, config.split_seed)
+    source = SimulatedSites(data, sites, mode, config.split_seed, strict)
     collection, shares = source.shares()  # refuse a split that leaves a site without both classes, before starting
+    for issue in collection.issues:
+        log.warning("skipped %s", issue)
     for index, cases in enumerate(shares):
         part = subset(collection, cases)
         counts = part.label_counts("case")

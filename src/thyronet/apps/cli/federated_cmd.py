@@ -17,7 +17,7 @@ def _simulate(args: argparse.Namespace) -> int:
     overrides = {"federated.rounds": args.rounds, "federated.strategy": args.aggregation}
     args.overrides = [*args.overrides, *(f"{key}={value}" for key, value in overrides.items() if value is not None)]
     config = resolve_config(args, epochs_key="federated.local_epochs")
-    run = simulate(config, config.data.path, args.sites, args.split, Path(args.out))
+    run = simulate(config, config.data.path, args.sites, args.split, Path(args.out), args.strict)
     print(f"global model after round {run.rounds_done()} of {config.federated.rounds}: {args.out} "
           f"(its figures per site and pooled: {run.history_file})")
     return 0 if run.rounds_done() == config.federated.rounds else 1
