@@ -57,6 +57,50 @@ def test_the_proximal_term_pulls_each_gradient_towards_the_global_weights():
         assert torch.allclose(parameter.grad, before[name] + 0.5 * (parameter.detach() - anchor[name]))
 
 
+def test_a_site_sends_weights_counts_and_case_level_figures_only(federated_ddti):
+    from flwr.app import ConfigRecord, Message, MessageType, RecordDict
+
+    from thyronet.federated.exchange import evaluate_reply, train_reply
+    from thyronet.federated.sites import describe_site, site_split, subset
+
+    config = load_config("federated")
+    collection = open_source(federated_ddti)
+    site = subset(collection, partition(collection, 2, "iid")[0])
+    info = describe_site("hospital-a", site, site_split(config, site))
+    assert (info.cases, info.benign_cases, info.malignant_cases, info.train_cases, info.val_cases) == (10, 5, 5, 8, 2)
+    received = Message(RecordDict({"config": ConfigRecord({"server-round": 1})}), dst_node_id=1, message_type=MessageType.TRAIN)
+    state = torch.nn.Linear(2, 2).state_dict()
+    trained = train_reply(received, state, images=12, loss=0.5, site=info).content
+    assert set(trained) == {"arrays", "metrics", "site"} and set(trained["arrays"]) == set(state)
+    assert dict(trained["metrics"]) == {"num-examples": 12, "train-loss": 0.5}
+    sent = dict(trained["site"].items())  # a name, a fingerprint of the whole data set, counts
+    assert set(sent) == {"name", "data-fingerprint", "cases", "images", "benign-cases", "malignant-cases", "train-cases", "val-cases"}
+    assert sent["name"] == "hospital-a" and len(sent["data-fingerprint"]) == 64
+    assert all(type(v) is int for k, v in sent.items() if k not in ("name", "data-fingerprint"))
+    scored = evaluate_reply(received, {"n": 2, "auroc-case": 1.0, "balanced-acc-case": 0.5, "malignant-cases": 1}, info).content
+    assert set(scored) == {"metrics", "site"} and scored["metrics"]["num-examples"] == 2
+
+
+def test_the_strategy_is_flowers_own_and_fedadam_keeps_its_moments():
+    from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
+
+    from thyronet.federated.history import RoundHistory
+    from thyronet.federated.server import build_strategy, optimiser_state, restore_optimiser
+
+    federated = load_config("federated").federated
+    assert type(build_strategy(federated, RoundHistory())) is FedAvg
+    federated.strategy, federated.proximal_mu, federated.clients_per_round = "fedprox", 0.1, 3
+    prox = build_strategy(federated, RoundHistory())
+    assert isinstance(prox, FedProx) and prox.proximal_mu == 0.1 and prox.min_train_nodes == 3 and prox.min_available_nodes == 3
+    federated.strategy = "fedadam"
+    adam = build_strategy(federated, RoundHistory())
+    assert isinstance(adam, FedAdam) and adam.eta == federated.server_lr
+    adam.m_t, adam.v_t = {"w": torch.ones(2).numpy()}, {"w": torch.full((2,), 2.0).numpy()}
+    again = build_strategy(federated, RoundHistory())
+    restore_optimiser(again, optimiser_state(adam))
+    assert again.m_t["w"].tolist() == [1.0, 1.0] and again.v_t["w"].tolist() == [2.0, 2.0]
+
+
 def test_pooled_figures_are_weighted_means_over_the_sites_that_have_one():
     assert weighted_mean([(0.8, 10), (0.5, 30)]) == pytest.approx(0.575)
     assert weighted_mean([(0.8, 10), (float("nan"), 30)]) == pytest.approx(0.8)
