@@ -67,6 +67,8 @@ def site_of(source: SiteSource, context: Context, config: RunConfig) -> Site:
         split = site_split(config, collection)
         _sites[key] = Site(collection, split, describe_site(name, collection, split))
         info = _sites[key].info
+        if collection.issues:  # the site's own log: files it could not read, skipped
+            log.warning("site %s: %d file(s) skipped, e.g. %s", info.name, len(collection.issues), collection.issues[0])
         log.info("site %s: %d cases (%d benign, %d malignant), %d to train on, %d held out", info.name, info.cases,
                  info.benign_cases, info.malignant_cases, info.train_cases, info.val_cases)
     return _sites[key]

@@ -9,11 +9,13 @@ admits only SuperNodes whose public key the coordinating site registered
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import tomli_w
 from cryptography.hazmat.primitives import serialization
@@ -153,13 +155,29 @@ class FlowerCli:
     def run(self, *args: str) -> int:
         return subprocess.call([flower("flwr"), *args], env=self.env)
 
+    def answer(self, *args: str) -> dict[str, Any]:
+        """What a ``flwr ... --format json`` command answers; its failure, in one line."""
+        done = subprocess.run([flower("flwr"), *args, "--format", "json"], env=self.env, capture_output=True, text=True)
+        try:
+            answer = json.loads(done.stdout)
+        except ValueError:
+            answer = {"success": False, "error-message": (done.stderr or done.stdout).strip().splitlines()[-1:]}
+        if not answer.get("success"):
+            raise ThyronetError(f"flwr {args[0]}: {answer.get('error-message', answer)}")
+        return answer
+
     def register(self, public_key: Path) -> int:
         """Admit the SuperNode whose public key this is."""
         return self.run("supernode", "register", _existing(public_key, "SuperNode public key"), CONNECTION)
 
-    def submit(self, config: RunConfig, out: Path) -> int:
+    def submit(self, config: RunConfig, out: Path) -> str:
         """Run a federation of ``config`` whose global model the SuperLink's machine writes to ``out``
-        (an absolute path there), streaming its log until it ends."""
+        (an absolute path there), follow its log to its end, and answer its final status."""
         run_config = self.folder / "run.toml"
         run_config.write_text(tomli_w.dumps({"run-config": dump_config(config), "out": str(out)}))
-        return self.run("run", str(self.app), CONNECTION, "--run-config", str(run_config), "--stream")
+        run_id = str(self.answer("run", str(self.app), CONNECTION, "--run-config", str(run_config))["run-id"])
+        self.run("log", run_id, CONNECTION, "--stream")
+        status = self.answer("list", CONNECTION, "--run-id", run_id)["runs"][0]
+        if status["status"] != "finished:completed":
+            raise ThyronetError(f"run {run_id} {status['status']}: {status.get('status-details') or 'see the log above'}")
+        return run_id

@@ -65,6 +65,7 @@ def simulate(config: RunConfig, data: str, sites: int, mode: SplitMode, out: Pat
     backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                "init_args": {"num_cpus": min(sites, cores), "include_dashboard": False, "log_to_driver": True}}
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # no GPU is asked for: leave the variables alone
+    os.environ.setdefault("RAY_enable_metrics_collection", "0")  # no dashboard to collect them for
     errors: list[ThyronetError] = []
     run_simulation(server_app(config, out, errors), client_app(source), num_supernodes=sites, backend_config=backend)
     if errors:

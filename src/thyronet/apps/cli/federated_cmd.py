@@ -77,7 +77,9 @@ def _run(args: argparse.Namespace) -> int:
     config = resolve_config(args, epochs_key="federated.local_epochs")
     config.data.path = None  # each site's data is its SuperNode's
     with FlowerCli(args.superlink, _tls_file(args, args.root_certificates, "--root-certificates")) as flwr:
-        return flwr.submit(config, Path(args.out))
+        run_id = flwr.submit(config, Path(args.out))
+    print(f"run {run_id} completed: the global model is {args.out} on the SuperLink's machine")
+    return 0
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
