@@ -101,6 +101,27 @@ def test_the_strategy_is_flowers_own_and_fedadam_keeps_its_moments():
     assert again.m_t["w"].tolist() == [1.0, 1.0] and again.v_t["w"].tolist() == [2.0, 2.0]
 
 
+def test_flowers_fedavg_averages_the_sites_replies_by_training_images():
+    from flwr.app import ConfigRecord, Message, MessageType, RecordDict
+
+    from thyronet.federated.exchange import SiteInfo, network_state, train_reply
+    from thyronet.federated.history import RoundHistory
+    from thyronet.federated.server import build_strategy
+
+    history = RoundHistory()
+    strategy = build_strategy(load_config("federated").federated, history)
+    received = Message(RecordDict({"config": ConfigRecord({"server-round": 1})}), dst_node_id=1, message_type=MessageType.TRAIN)
+    states = [{"w": torch.full((2,), 1.0), "n": torch.tensor(4)}, {"w": torch.full((2,), 4.0), "n": torch.tensor(8)}]
+    replies = [train_reply(received, state, images, 0.5 * (i + 1), SiteInfo(f"site-{i}", "f" * 64, 5, 5, 2, 3, 4, 1))
+               for i, (state, images) in enumerate(zip(states, (10, 30), strict=True))]
+    arrays, metrics = strategy.aggregate_train(1, replies)
+    averaged = network_state(arrays, states[0])
+    assert averaged["w"].tolist() == [3.25, 3.25] and averaged["n"].dtype == torch.int64  # (10 x 1 + 30 x 4) / 40
+    assert metrics["train-loss"] == pytest.approx((10 * 0.5 + 30 * 1.0) / 40)
+    entry = history.commit(1)
+    assert entry["sites"]["site-1"]["train-images"] == 30 and sorted(history.sites) == ["site-0", "site-1"]
+
+
 def test_pooled_figures_are_weighted_means_over_the_sites_that_have_one():
     assert weighted_mean([(0.8, 10), (0.5, 30)]) == pytest.approx(0.575)
     assert weighted_mean([(0.8, 10), (float("nan"), 30)]) == pytest.approx(0.8)

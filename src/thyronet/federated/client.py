@@ -98,6 +98,7 @@ def client_app(source: SiteSource = node_site) -> ClientApp:
 
     @app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:
+        log_to_stderr()
         config, _ = recipe(message)
         site = site_of(source, context, config)
         metrics = evaluate_locally(config, site.collection, site.split, global_state(message, config))

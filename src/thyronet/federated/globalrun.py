@@ -94,15 +94,13 @@ class GlobalRun:
         """Start a new run folder, or continue the one there from its last completed round (its
         config must be this one, ``federated.rounds`` aside)."""
         folder = self.folder
-        if not folder.config.is_file():
-            folder.root.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(folder.config, dump_config(self.config))
+        self.check_config()
+        folder.root.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(folder.config, dump_config(self.config))  # (with the rounds now asked for)
+        if not folder.last.is_file():
+            torch.manual_seed(self.config.seed)  # the initial global network, as the run's seed draws it
             network = build_classifier(self.config, self.config.model.weights)
             return ResumePoint(0, {k: v.detach().clone() for k, v in network.state_dict().items()}, RoundHistory())
-        self.check_config()
-        write_text_atomic(folder.config, dump_config(self.config))  # the rounds now asked for
-        if not folder.last.is_file():
-            return ResumePoint(0, build_classifier(self.config, self.config.model.weights).state_dict(), RoundHistory())
         checkpoint = safe_load(folder.last)
         try:
             done = int(checkpoint["federation"]["round"])

@@ -87,10 +87,10 @@ def run_federation(grid: Grid, config: RunConfig, out: Path) -> GlobalRun:
     return run
 
 
-def server_app(config: RunConfig, out: Path, errors: list[ThyronetError] | None = None) -> ServerApp:
-    """A ServerApp that federates ``config`` into the run folder ``out``; with ``errors``, an input
-    error ends the federation and is kept there (for a one-line message) rather than raised in
-    Flower's server thread."""
+def server_app(config: RunConfig, out: Path, errors: list[ThyronetError]) -> ServerApp:
+    """A ServerApp that federates ``config`` into the run folder ``out`` (a simulation's): an input
+    error ends the federation and is kept in ``errors``, for a one-line message, rather than raised
+    in Flower's server thread."""
     app = ServerApp()
 
     @app.main()
@@ -98,8 +98,6 @@ def server_app(config: RunConfig, out: Path, errors: list[ThyronetError] | None 
         try:
             run_federation(grid, config, out)
         except ThyronetError as error:
-            if errors is None:
-                raise
             errors.append(error)
 
     return app
