@@ -7,7 +7,7 @@ import pytest
 
 HEAVY = ("torch", "numpy", "cv2", "PIL", "lightning")
 COMMANDS = ([], ["train"], ["cv"], ["predict"], ["serve"], ["segment"], ["export"], ["evaluate"], ["models"],
-            ["explain"], ["data", "summary"])
+            ["explain"], ["data", "summary"], ["federated", "simulate"])
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "thyronet")

@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "thyronet"
 
 # Each package may import the ones before it (and the foundation modules), never one after it.
-LAYERS = ("data", "models", "runs", "inference", "evaluation", "training", "apps")
+LAYERS = ("data", "models", "runs", "inference", "evaluation", "training", "federated", "apps")
 FOUNDATION = {"thyronet", "thyronet.errors", "thyronet.io"}
 
 

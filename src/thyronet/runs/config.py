@@ -167,6 +167,35 @@ class PretrainConfig:
 
 
 @dataclass
+class FederatedConfig:
+    """Federated training on Flower (``thyronet federated``): each site trains the run's recipe on
+    its own data for ``local_epochs``, the server aggregates the networks' weights, ``rounds`` times."""
+
+    rounds: int = 10
+    local_epochs: int = 1
+    # sites that train in a round (drawn at random among those connected); None: every connected site
+    clients_per_round: int | None = None
+    min_sites: int = 2  # a round waits until this many sites are connected
+    # fedavg: the case-weighted mean of the sites' weights (McMahan et al. 2017); fedprox: the same,
+    # each site's loss pulled towards the global weights by proximal_mu/2 ||w - w_global||^2 (Li et
+    # al. 2020), for sites whose data differ; fedadam: the mean update applied by a server-side Adam
+    # (Reddi et al. 2021) at server_lr
+    strategy: Literal["fedavg", "fedprox", "fedadam"] = "fedavg"
+    proximal_mu: float = 0.01
+    server_lr: float = 0.01
+    round_timeout: float = 3600.0  # seconds a round waits for the sites' replies
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "local_epochs", "min_sites"):
+            if getattr(self, name) < 1:
+                raise ThyronetError(f"config federated.{name}: expected a whole number >= 1, got {getattr(self, name)}")
+        if self.clients_per_round is not None and not 1 <= self.clients_per_round:
+            raise ThyronetError(f"config federated.clients_per_round: expected >= 1 (or null: every site), got {self.clients_per_round}")
+        if self.proximal_mu < 0 or self.server_lr <= 0:
+            raise ThyronetError(f"config federated.proximal_mu, server_lr: expected >= 0 and > 0, got {self.proximal_mu}, {self.server_lr}")
+
+
+@dataclass
 class RunConfig:
     task: Literal["classify", "segment"] = "classify"
     seed: int = 42
@@ -178,6 +207,7 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    federated: FederatedConfig = field(default_factory=FederatedConfig)
 
     @property
     def split_seed(self) -> int:

@@ -14,7 +14,8 @@ from typing import Any
 
 from thyronet.data.records import ImageRecord
 
-PACKAGES = ("thyronet", "torch", "torchvision", "lightning", "torchmetrics", "numpy", "scikit-learn", "opencv-python-headless", "pydicom")
+PACKAGES = ("thyronet", "torch", "torchvision", "lightning", "torchmetrics", "numpy", "scikit-learn", "opencv-python-headless", "pydicom",
+            "flwr")
 
 
 def package_versions() -> dict[str, str | None]:

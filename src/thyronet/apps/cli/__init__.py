@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import warnings
 from collections.abc import Sequence
 
-from thyronet import __version__
-from thyronet.apps.cli import access_cmd, clinical_cmd, data_cmd, dicom_cmd, engine_cmd, models_cmd, serve_cmd
+from thyronet import __version__, log_to_stderr
+from thyronet.apps.cli import (
+    access_cmd,
+    clinical_cmd,
+    data_cmd,
+    dicom_cmd,
+    engine_cmd,
+    federated_cmd,
+    models_cmd,
+    serve_cmd,
+)
 from thyronet.errors import ThyronetError
 
-COMMAND_GROUPS = (data_cmd, models_cmd, engine_cmd, clinical_cmd, serve_cmd, access_cmd, dicom_cmd)
+COMMAND_GROUPS = (data_cmd, models_cmd, engine_cmd, federated_cmd, clinical_cmd, serve_cmd, access_cmd, dicom_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,12 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def configure_logging() -> None:
     """thyronet's own messages to stderr, without the root logger's prefixes."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger("thyronet")
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+    log_to_stderr()
     warnings.filterwarnings("ignore", message=".*treespec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*infer the batch indices.*")  # archive batches are made by the dataset
