@@ -4,10 +4,15 @@ come later, and the store of signed reads is a dataset thyronet trains on."""
 from __future__ import annotations
 
 import csv
+import io
+import shutil
 import stat
+import subprocess
 
 import cv2
+import highdicom as hd
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 
@@ -141,7 +146,24 @@ def test_the_reading_api_from_upload_to_signature(region_run, tmp_path):
     assert viewer.put(f"/api/v1/reads/{read['id']}", json={"categories": COMPLETE}).status_code == 403
     assert radiologist.put(f"/api/v1/reads/{read['id']}", json={"categories": {"shape": ["round"]}}).status_code == 422
     signed = radiologist.post(f"/api/v1/reads/{read['id']}/sign").json()
-    assert signed["state"] == "signed" and signed["signed_by"] == "dr-a"
+    assert signed["state"] == "signed" and signed["signed_by"] == "dr-a" and signed["sr"]
+    sr = hd.sr.Comprehensive3DSR.from_dataset(pydicom.dcmread(io.BytesIO(radiologist.get(f"/api/v1/reads/{read['id']}/sr").content)))
+    assert sr.VerificationFlag == "VERIFIED" and str(sr.VerifyingObserverSequence[0].VerifyingObserverName) == "dr-a"
+    assert sr.StudyInstanceUID == pydicom.dcmread(path).StudyInstanceUID
+    group = sr.content.get_planar_roi_measurement_groups()[0]
+    evaluations = {e.name.meaning: e.value.meaning for e in group.get_qualitative_evaluations()}
+    assert evaluations["ACR TI-RADS echogenicity (confirmed by the radiologist)"] == "very hypoechoic"
+    assert evaluations["ACR TI-RADS echogenicity: origin"] == "changed by the radiologist"
+    assert evaluations["ACR TI-RADS level, signed read"] == "TR4" and evaluations["Recommendation"] == "FNA"
+    assert {m.name.meaning: m.value for m in group.get_measurements()}["Long axis"] == pytest.approx(17.0)
+    observers = [item.ConceptNameCodeSequence[0].CodeMeaning for item in sr.ContentSequence]
+    assert "Person Observer Name" in observers and "Device Observer UID" in observers
+    if shutil.which("dciodvfy"):
+        report = tmp_path / "signed.sr.dcm"
+        sr.save_as(report)
+        errors = [line for line in subprocess.run(["dciodvfy", str(report)], capture_output=True, text=True).stderr.splitlines()
+                  if line.startswith("Error")]
+        assert not errors, errors
     assert radiologist.put(f"/api/v1/reads/{read['id']}", json={"categories": COMPLETE}).status_code == 409
     assert radiologist.post(f"/api/v1/reads/{read['id']}/outcome", json={"kind": "bethesda", "value": "V"}).json()["label"] == 1
     assert radiologist.get("/api/v1/reads/nothing").status_code == 404

@@ -45,6 +45,7 @@ from pydicom.uid import generate_uid
 from thyronet import __version__
 from thyronet.apps.explain import frame_overlay
 from thyronet.data.dicom import frame_count
+from thyronet.data.readstore import Read, caliper_mm
 from thyronet.data.tirads import Assessment, Recommendation
 from thyronet.errors import DataError
 from thyronet.inference.answers import Answer
@@ -61,6 +62,8 @@ NODULE_DECISION = Code("NODULE_DECISION", SCHEME, "Decision for the nodule at th
 VIEWS = Code("VIEWS", SCHEME, "Views of the nodule answered")
 TIRADS_POINTS = Code("TIRADS_POINTS", SCHEME, "ACR TI-RADS points from predicted descriptors and outline")
 TIRADS_LEVEL = Code("TIRADS_LEVEL", SCHEME, "ACR TI-RADS level from predicted descriptors and outline")
+SIGNED_POINTS = Code("SIGNED_POINTS", SCHEME, "ACR TI-RADS points, signed read")
+SIGNED_LEVEL = Code("SIGNED_LEVEL", SCHEME, "ACR TI-RADS level, signed read")
 NODULE_LEVEL = Code("NODULE_TIRADS_LEVEL", SCHEME, "ACR TI-RADS level, nodule across its views (model)")
 NODULE_RECOMMENDATION = Code("NODULE_RECOMMEND", SCHEME, "ACR TI-RADS recommendation, nodule across its views (model)")
 RECOMMENDATION = codes.DCM.Recommendation  # DCM 121075: its value says that it is ACR TI-RADS's
@@ -241,33 +244,96 @@ def _report(source: pydicom.Dataset, answer: Answer, model_name: str, nodule: No
         evaluations += [hd.sr.QualitativeEvaluation(NODULE_LEVEL, _code(nodule.acr.assessment.level or "incomplete")),
                         hd.sr.QualitativeEvaluation(NODULE_RECOMMENDATION, _code(nodule.acr.recommendation.action))]
     mask = answer.prepared.nodule_mask if answer.prepared is not None else None
-    tracking = _tracking(nodule)
-    if mask is not None and mask.any():
-        region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=_contour(mask > 0),
+    outline = _contour(mask > 0) if mask is not None and mask.any() else None
+    group = _group(source, outline, _tracking(nodule), measurements, evaluations, algorithm, frames)
+    observer = hd.sr.ObservationContext(observer_device_context=_device_observer(model_name))
+    sr = _measurement_report(source, group, observer, series_number=9002, final=False)
+    sr.SeriesDescription = f"thyronet {model_name} nodule report (decision support)"
+    return sr
+
+
+def _group(source: pydicom.Dataset, outline: np.ndarray | None, tracking: hd.sr.TrackingIdentifier,
+           measurements: list, evaluations: list, algorithm: hd.sr.AlgorithmIdentification | None, frames: int = 1):
+    """The nodule's measurement group: on its outline (a closed polyline) where there is one, else on the image."""
+    if outline is not None:
+        region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=outline,
                                    source_image=hd.sr.SourceImageForRegion.from_source_image(
                                        source, referenced_frame_numbers=[1] if frames > 1 else None))
-        group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=tracking, referenced_region=region, finding_type=codes.SCT.Nodule,
             finding_sites=[_finding_site(source)], measurements=measurements, qualitative_evaluations=evaluations,
             algorithm_id=algorithm)
-    else:  # no nodule outlined: the answer concerns the image as a whole
-        group = hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=tracking, finding_type=codes.SCT.Nodule, finding_sites=[_finding_site(source)],
-            measurements=measurements, qualitative_evaluations=evaluations,
-            source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)], algorithm_id=algorithm)
-    observer = hd.sr.ObserverContext(
+    return hd.sr.MeasurementsAndQualitativeEvaluations(  # no nodule outlined: the answer concerns the image as a whole
+        tracking_identifier=tracking, finding_type=codes.SCT.Nodule, finding_sites=[_finding_site(source)],
+        measurements=measurements, qualitative_evaluations=evaluations,
+        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)], algorithm_id=algorithm)
+
+
+def _device_observer(model_name: str) -> hd.sr.ObserverContext:
+    return hd.sr.ObserverContext(
         observer_type=codes.cid270.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(uid=device_uid(), name="thyronet",
                                                                                    model_name=model_name))
-    report = hd.sr.MeasurementReport(observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-                                     procedure_reported=THYROID_US, imaging_measurements=[group],
-                                     title=codes.cid7021.ImagingMeasurementReport)
-    sr = hd.sr.Comprehensive3DSR(evidence=[source], content=report[0], series_number=9002, series_instance_uid=hd.UID(),
-                                 sop_instance_uid=hd.UID(), instance_number=1, manufacturer="thyronet",
-                                 is_complete=True, is_final=False)
-    sr.SeriesDescription = f"thyronet {model_name} nodule report (decision support)"
+
+
+def _measurement_report(source: pydicom.Dataset, group, observation: hd.sr.ObservationContext, series_number: int,
+                        final: bool, verifier: str | None = None) -> hd.sr.Comprehensive3DSR:
+    report = hd.sr.MeasurementReport(observation_context=observation, procedure_reported=THYROID_US,
+                                     imaging_measurements=[group], title=codes.cid7021.ImagingMeasurementReport)
+    sr = hd.sr.Comprehensive3DSR(evidence=[source], content=report[0], series_number=series_number,
+                                 series_instance_uid=hd.UID(), sop_instance_uid=hd.UID(), instance_number=1,
+                                 manufacturer="thyronet", is_complete=True, is_final=final, is_verified=verifier is not None,
+                                 verifying_observer_name=verifier, verifying_organization="thyronet reading" if verifier else None)
     sr.CodingSchemeIdentificationSequence = [_private_scheme()]
     return sr
+
+
+def write_signed_report(read: Read, out: Path) -> Path:
+    """The SR of a signed read of a DICOM image: the radiologist as person observer and verifier,
+    thyronet (the proposing model) as device observer; the confirmed outline, calipers, ACR
+    categories, level and recommendation; for each category whether the radiologist kept the
+    model's proposal or changed it; the model's probability as secondary information. Named by
+    the read's version, in ``out``."""
+    try:
+        source = pydicom.dcmread(read.image)
+    except Exception as error:  # pydicom raises many kinds
+        raise DataError(read.image, f"not a readable DICOM file ({error})") from None
+    source = _complete(source, read.image)
+    assessment, recommendation = read.assessment()
+    model_name = str(read.model.get("name") or "model")
+    unit = codes.UCUM.Millimeter if read.source.spacing else Code("{pixels}", "UCUM", "pixels")
+    measurements = []
+    for name, concept in (("long", LONG_AXIS), ("short", SHORT_AXIS)):
+        segment = (read.confirmed.get("calipers") or {}).get(name)
+        length = caliper_mm(segment, read.source.spacing or (1.0, 1.0)) if segment else None
+        if length is not None:
+            measurements.append(hd.sr.Measurement(name=concept, value=round(length, 2), unit=unit))
+    if assessment.points is not None:
+        measurements.append(hd.sr.Measurement(name=SIGNED_POINTS, value=assessment.points, unit=UNITLESS))
+    if read.proposal.get("probability") is not None:
+        algorithm = hd.sr.AlgorithmIdentification(name=f"thyronet {model_name}", version=__version__)
+        measurements.append(hd.sr.Measurement(name=PROBABILITY, value=float(read.proposal["probability"]), unit=UNITLESS,
+                                              algorithm_id=algorithm))
+    changed = set(read.changed())
+    evaluations = []
+    for name, values in assessment.values.items():
+        evaluations += [hd.sr.QualitativeEvaluation(_category_code(name, "confirmed by the radiologist"), _code(v)) for v in values]
+        origin = "changed by the radiologist" if f"categories.{name}" in changed else "as proposed by the model"
+        evaluations.append(hd.sr.QualitativeEvaluation(Code(f"ORIGIN_{name.upper().replace(' ', '_')}", SCHEME,
+                                                            f"ACR TI-RADS {name}: origin"), _code(origin)))
+    evaluations += [hd.sr.QualitativeEvaluation(SIGNED_LEVEL, _code(assessment.level or "incomplete")),
+                    hd.sr.QualitativeEvaluation(RECOMMENDATION, _code(recommendation.action))]
+    outline = read.confirmed.get("outline")
+    polyline = None if not outline else np.vstack([np.array(outline, np.float32), np.array(outline[:1], np.float32)])
+    tracking = hd.sr.TrackingIdentifier(uid=generate_uid(entropy_srcs=["thyronet read", read.read]), identifier=f"read {read.read}")
+    person = hd.sr.ObserverContext(observer_type=codes.cid270.Person,
+                                   observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=read.signed_by))
+    observation = hd.sr.ObservationContext(observer_person_context=person, observer_device_context=_device_observer(model_name))
+    sr = _measurement_report(source, _group(source, polyline, tracking, measurements, evaluations, None), observation,
+                             series_number=9004, final=True, verifier=read.signed_by)
+    sr.SeriesDescription = f"thyronet signed read {read.read} v{read.version}"
+    out.mkdir(parents=True, exist_ok=True)
+    return _save(sr, out / f"{read.id}.sr.dcm")
 
 
 def _acr_evaluations(acr: Assessment, recommendation: Recommendation | None) -> list[hd.sr.QualitativeEvaluation]:
@@ -281,8 +347,9 @@ def _acr_evaluations(acr: Assessment, recommendation: Recommendation | None) -> 
     return evaluations
 
 
-def _category_code(category: str) -> Code:
-    return Code("ACR_" + category.upper().replace(" ", "_"), SCHEME, f"ACR TI-RADS {category} (proposed)")
+def _category_code(category: str, by: str = "proposed") -> Code:
+    prefix = "ACR_" if by == "proposed" else "SIGNED_"
+    return Code(prefix + category.upper().replace(" ", "_"), SCHEME, f"ACR TI-RADS {category} ({by})")
 
 
 def _private_scheme() -> pydicom.Dataset:

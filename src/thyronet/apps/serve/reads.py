@@ -20,10 +20,12 @@ import cv2
 import numpy as np
 from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 from PIL import Image
 from pydantic import BaseModel, Field
 
+from thyronet.apps.access import owner_only_folder
+from thyronet.apps.dicom_out import write_signed_report
 from thyronet.apps.serve.security import Access, Principal
 from thyronet.apps.serve.service import RequestExpired, Service, read_limited, sniff_type, upload_source
 from thyronet.data.imageio import read_image
@@ -31,6 +33,8 @@ from thyronet.data.readstore import Read, ReadError, ReadStore
 from thyronet.data.tirads import CATEGORIES
 from thyronet.errors import DataError
 from thyronet.inference.answers import Answer
+
+REPORTS = "reports"  # the store's folder of signed reads' SRs
 
 
 class Confirmation(BaseModel):
@@ -166,7 +170,26 @@ def reading_routes(store: ReadStore, service: Service, access: Access, max_uploa
 
     @router.post("/{read_id}/sign")
     def sign(read_id: str, principal: Principal = Depends(radiologist)) -> dict[str, Any]:
-        return call(principal, "read sign", read_id, lambda: store.sign(read_id, principal.user.name))
+        view = call(principal, "read sign", read_id, lambda: store.sign(read_id, principal.user.name))
+        read = store.get(read_id)
+        if read.image.suffix == ".dcm":  # the signed read as an SR beside the image, for the PACS
+            try:
+                view["sr"] = write_signed_report(read, owner_only_folder(store.folder / REPORTS)).name
+            except DataError as error:
+                view["sr_error"] = error.problem
+        return view
+
+    @router.get("/{read_id}/sr", response_class=FileResponse)
+    def signed_report(read_id: str, principal: Principal = Depends(radiologist)) -> FileResponse:
+        try:
+            read = store.get(read_id)
+        except ReadError as error:
+            raise HTTPException(error.status, str(error)) from None
+        path = store.folder / REPORTS / f"{read.id}.sr.dcm"
+        if not path.is_file():
+            raise HTTPException(404, f"read {read_id} has no signed SR (not signed, or not a DICOM image)")
+        audit.record(principal.user.name, principal.user.role, "read sr", "ok", read_id)
+        return FileResponse(path, media_type="application/dicom", filename=path.name)
 
     @router.post("/{read_id}/amend", status_code=201)
     def amend(read_id: str, principal: Principal = Depends(radiologist)) -> dict[str, Any]:
