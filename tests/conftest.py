@@ -11,7 +11,17 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import synthetic
 
+# fixtures that train a model through the CLI: a test using one is in the slow tier
+TRAINED_FIXTURES = {"tiny_run", "segmenter_run", "region_run"}
 REAL_DDTI = Path(os.environ.get("THYRONET_DDTI", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ddti"))
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Tests on a trained model are marked ``slow``: ``pytest -m "not slow"`` is the fast tier; the
+    README's test command runs every test."""
+    for item in items:
+        if TRAINED_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session", autouse=True)

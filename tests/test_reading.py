@@ -21,6 +21,7 @@ from synthetic import make_us_dicom, ultrasound_image
 from thyronet.apps.cli import main
 from thyronet.data import open_source
 from thyronet.data.readstore import ReadError, ReadStore, Source
+from thyronet.data.tirads import assess
 
 BOX = (200, 100, 320, 200)
 COMPLETE = {"composition": ["solid or almost completely solid"], "echogenicity": ["hypoechoic"], "shape": ["wider-than-tall"],
@@ -235,3 +236,38 @@ def test_a_radiologist_reads_and_signs_in_the_browser(region_run, tmp_path):
     assert signed.signed and signed.signed_by == "dr-read"
     assert signed.confirmed["categories"]["echogenicity"] == ["very hypoechoic"] and "calipers" in signed.changed()
     assert signed.assessment()[0].level == "TR4"
+
+
+def test_reads_stats_measure_how_far_the_radiologists_went_along_with_the_model(tmp_path, capsys):
+    import json
+
+    store = ReadStore(tmp_path / "store")
+    calipers = {"long": [[200, 150], [300, 150]], "short": [[250, 120], [250, 180]]}
+    cases = [  # (the model's echogenicity, the signed one, the model's decision, the outcome)
+        ("hypoechoic", "hypoechoic", "malignant", "VI"), ("hypoechoic", "very hypoechoic", "malignant", "V"),
+        ("isoechoic", "isoechoic", "benign", "II"), ("hypoechoic", "isoechoic", "malignant", "II")]
+    for i, (proposed, signed, decision, bethesda) in enumerate(cases):
+        proposal_categories = {**COMPLETE, "echogenicity": [proposed]}
+        proposal = {"probability": 0.5, "decision": decision, "categories": proposal_categories, "calipers": calipers,
+                    "level": assess(proposal_categories).level, "recommendation": "no FNA or follow-up"}
+        read = store.add(png(i, True), ".png", Source(spacing=(0.1, 0.1)), proposal, {})
+        changes = {"categories": {**COMPLETE, "echogenicity": [signed]}}
+        if i == 3:
+            changes["calipers"] = {"long": [[200, 150], [330, 150]], "short": calipers["short"]}
+        store.confirm(read.id, changes)
+        store.sign(read.id, "dr-a")
+        store.add_outcome(read.id, "bethesda", bethesda, "dr-a")
+    store.add(png(9, True), ".png", Source(), {"probability": 0.9}, {})  # not signed: not counted
+    assert main(["reads", "stats", str(tmp_path / "store"), "--out", str(tmp_path / "stats.json")]) == 0
+    result = json.loads((tmp_path / "stats.json").read_text())
+    assert result["reads"] == 4
+    echogenicity = result["categories"]["echogenicity"]
+    assert (echogenicity["proposed"], echogenicity["kept"]) == (4, 2) and echogenicity["table"]["hypoechoic -> isoechoic"] == 1
+    assert result["categories"]["composition"]["kept"] == 4
+    # solid 2 + hypoechoic 2 = TR4, + very hypoechoic = TR4 (5 points), isoechoic TR3
+    assert result["level"] == {"proposed": 4, "agreed": 3, "table": {"TR3 -> TR3": 1, "TR4 -> TR3": 1, "TR4 -> TR4": 2}}
+    assert result["calipers_changed"] == 1 and result["long_axis_change"]["over_10_percent"] == 1
+    outcome = result["against_outcome"]
+    assert outcome["model"] == {"sensitivity": 1.0, "specificity": 0.5, "malignant": 2, "benign": 2}
+    assert outcome["radiologist"] == {"sensitivity": 1.0, "specificity": 1.0, "malignant": 2, "benign": 2}
+    assert "kappa" in capsys.readouterr().out

@@ -16,11 +16,12 @@ from thyronet.apps.cli import (
     engine_cmd,
     federated_cmd,
     models_cmd,
+    reads_cmd,
     serve_cmd,
 )
 from thyronet.errors import ThyronetError
 
-COMMAND_GROUPS = (data_cmd, models_cmd, engine_cmd, federated_cmd, clinical_cmd, serve_cmd, access_cmd, dicom_cmd)
+COMMAND_GROUPS = (data_cmd, models_cmd, engine_cmd, federated_cmd, clinical_cmd, serve_cmd, reads_cmd, access_cmd, dicom_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
