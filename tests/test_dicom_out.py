@@ -262,7 +262,7 @@ def test_a_descriptor_head_no_better_than_the_commonest_value_is_not_assessed_in
         row = next(csv.DictReader(handle))
     assert row["echogenicity"] == NOT_ASSESSED and row["tirads_level"] == "" and row["tirads_missing"] == "echogenicity"
     assert row["acr_composition"] == "solid or almost completely solid" and row["size_unit"] == "mm"
-    assert float(row["long_axis"]) == pytest.approx(16.1, abs=0.1)
+    assert float(row["long_axis"]) == pytest.approx(16.1, abs=0.1) and float(row["height_to_width"]) == pytest.approx(81 / 161, abs=0.02)
     sr_path = next(p for p in write_dicom_results(path, answer, tmp_path / "out", "resnet18") if p.name.endswith(".sr.dcm"))
     evaluations = {e.name.meaning: e.value.meaning
                    for e in hd.sr.srread(sr_path).content.get_planar_roi_measurement_groups()[0].get_qualitative_evaluations()}

@@ -107,7 +107,8 @@ class Prediction:
         row.update(long_axis=None if size is None else round(size.long_axis, 2),
                    short_axis=None if size is None else round(size.short_axis, 2),
                    area=None if size is None else round(size.area, 2), size_unit=None if size is None else size.unit,
-                   taller_than_wide=None if size is None else size.taller_than_wide)
+                   taller_than_wide=None if size is None else size.taller_than_wide,
+                   height_to_width=None if size is None else round(size.height_to_width, 3))
         for name in CATEGORIES:
             picked = None if self.acr is None else self.acr.values.get(name)
             row[acr_column(name)] = "; ".join(picked) if picked else None
@@ -141,7 +142,8 @@ def columns() -> dict[str, type]:
                               "val_sensitivity": float, "val_specificity": float, "region": str, "box": str}
     for name in DESCRIPTOR_CLASSES:
         types.update({name: str, f"{name}_prob": float})
-    types.update(description=str, long_axis=float, short_axis=float, area=float, size_unit=str, taller_than_wide=str)
+    types.update(description=str, long_axis=float, short_axis=float, area=float, size_unit=str, taller_than_wide=str,
+                 height_to_width=float)
     types.update({acr_column(name): str for name in CATEGORIES})
     types.update(tirads_points=int, tirads_level=str, tirads_missing=str, recommendation=str, recommendation_reason=str,
                  ood_score=float, warning=str, error=str)

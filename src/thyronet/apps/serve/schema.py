@@ -25,6 +25,7 @@ class NoduleSize(BaseModel):
     area: float
     unit: str = Field(description="mm where the image is calibrated, else px")
     taller_than_wide: bool
+    height_to_width: float = Field(description="depth over width: above 1 is ACR's taller-than-wide (3 points)")
 
 
 class Recommendation(BaseModel):

@@ -130,7 +130,8 @@ class Service:
             "description": prediction.description,
             "nodule_size": None if size is None else {
                 "long_axis": round(size.long_axis, 2), "short_axis": round(size.short_axis, 2),
-                "area": round(size.area, 2), "unit": size.unit, "taller_than_wide": size.taller_than_wide},
+                "area": round(size.area, 2), "unit": size.unit, "taller_than_wide": size.taller_than_wide,
+                "height_to_width": round(size.height_to_width, 3)},
             "acr_tirads": flat["acr_tirads"],
             "tirads_points": prediction.tirads_points,
             "tirads_level": prediction.tirads_level,
