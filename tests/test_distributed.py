@@ -13,6 +13,7 @@ THYRONET = shutil.which("thyronet", path=str(Path(sys.executable).parent)) or sh
 
 
 @pytest.mark.skipif(THYRONET is None, reason="the thyronet console script is not installed")
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_train_one_epoch(training_ddti, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     command = [

@@ -193,6 +193,7 @@ def test_paired_bootstrap_detects_a_better_model():
     assert comparison["auroc_diff"] > 0.2 and comparison["ci_low"] > 0 and comparison["p_value"] < 0.01
 
 
+@pytest.mark.slow
 def test_cv_and_compare_and_evaluate_commands(training_ddti, tmp_path, capsys):
     from thyronet.apps.cli import main
 

@@ -138,6 +138,7 @@ def test_a_run_folder_of_another_config_is_not_continued(tmp_path):
         GlobalRun(tmp_path / "run", config).check_config()
 
 
+@pytest.mark.slow
 def test_two_sites_federate_the_result_predicts_and_a_rerun_resumes(federated_ddti, tmp_path, capsys):
     out = tmp_path / "fed"
     command = ["federated", "simulate", "--data", str(federated_ddti), "--sites", "2", "--out", str(out), *TINY]

@@ -43,6 +43,7 @@ def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 90) -> 
     pytest.fail(f"nothing listens on port {port} after {seconds} s")
 
 
+@pytest.mark.slow
 def test_a_superlink_and_two_supernodes_with_tls_federate_two_rounds(tmp_path, capsys):
     certs = tmp_path / "certs"
     make_certificates(certs)

@@ -54,6 +54,7 @@ def test_relabel_by_class_reads_the_class_attribute(tmp_path):
         relabel_by_class(open_source(make_ddti(tmp_path / "ddti")), CLASSES)
 
 
+@pytest.mark.slow
 def test_three_class_cv_end_to_end_and_the_clinical_tools_refuse_it(tmp_path, capsys):
     busi = make_busi(tmp_path / "busi", benign=6, malignant=6, normal=6)
     common = ["--config", "busi", "--data", str(busi), "--model", "resnet18", "--set", "data.classes=[benign, malignant, normal]",

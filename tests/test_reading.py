@@ -91,6 +91,7 @@ def test_the_worklist_sorts_and_filters(tmp_path):
         store.worklist(sort="name")
 
 
+@pytest.mark.slow
 def test_the_store_of_signed_reads_trains_a_model_that_predicts(tmp_path):
     """Signed reads with outcomes are a labelled dataset: `thyronet train --data STORE`, then predict."""
     store = ReadStore(tmp_path / "store")
