@@ -41,6 +41,7 @@ def _predict_inputs(args: argparse.Namespace, backend, inputs: list[str]):
 def _predict(args: argparse.Namespace) -> int:
     from thyronet.apps.explain import overlays
     from thyronet.apps.report import write_report
+    from thyronet.data.refusals import tally_files
     from thyronet.inference.answers import format_predictions, write_predictions
 
     if args.secondary_capture and not args.dicom_out:
@@ -68,6 +69,7 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"wrote {args.report}")
     if args.dicom_out:
         _write_dicom(answers, Path(args.dicom_out), backend.name, args.secondary_capture, nodules)
+    print(tally_files((str(p.source_file), p.error) for p in predictions).line())
     return 0 if all(p.error is None for p in predictions) else 1
 
 
@@ -88,10 +90,10 @@ def _predict_archive(args: argparse.Namespace, backend, inputs: list[str]) -> in
                               trainer_options={"accelerator": args.accelerator, "devices": devices,
                                                "num_nodes": args.num_nodes, "strategy": args.strategy})
     if summary:
-        print(f"{summary['images']} images: {summary['predicted']} predicted ({summary['malignant']} malignant, "
-              f"{summary['benign']} benign), {summary['errors']} errors, {summary['flagged_ood']} flagged unlike the "
-              f"training images; wrote {Path(args.out) / 'predictions.csv'}{' and .parquet' if args.parquet else ''} "
-              "and summary.json")
+        print(f"{summary['images']} images: {summary['malignant']} malignant, {summary['benign']} benign, "
+              f"{summary['flagged_ood']} flagged unlike the training images; wrote {Path(args.out) / 'predictions.csv'}"
+              f"{' and .parquet' if args.parquet else ''} and summary.json")
+        print(summary["tally"])
         return 0 if summary["errors"] == 0 else 1
     return 0
 
