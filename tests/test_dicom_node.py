@@ -268,6 +268,25 @@ def test_compressed_transfer_syntaxes_are_accepted_and_answered(tiny_run, tmp_pa
     assert [pydicom.dcmread(p).Modality for p in node.outbox.glob("*.dcm")] == ["SR"] and not list(node.rejected.iterdir())
 
 
+def test_a_jpeg_lossless_ultrasound_image_over_the_network_is_answered(tiny_run, tmp_path):
+    """pydicom's JPEG Lossless (process 14, selection value 1) ultrasound frame, as a PACS stores it."""
+    from pydicom.data import get_testdata_file
+
+    from thyronet.apps.dicom_node import SUCCESS, DicomNode
+    from thyronet.inference.backends import load_backend
+
+    dataset = pydicom.dcmread(get_testdata_file("JPGLosslessP14SV1_1s_1f_8b.dcm"))
+    assert dataset.Modality == "US" and dataset.file_meta.TransferSyntaxUID == pydicom.uid.JPEGLosslessSV1
+    node = DicomNode(load_backend(tiny_run), tmp_path / "node")
+    port = free_port()
+    node.start("127.0.0.1", port)
+    try:
+        assert _send(port, dataset, transfer_syntax=pydicom.uid.JPEGLosslessSV1) == [SUCCESS]
+    finally:
+        node.stop()
+    assert [pydicom.dcmread(p).Modality for p in node.outbox.glob("*.dcm")] == ["SR"] and not list(node.rejected.iterdir())
+
+
 def test_retry_towards_a_host_that_does_not_exist_is_one_line(tiny_run, tmp_path):
     outbox = tmp_path / "node" / "outbox"
     outbox.mkdir(parents=True)

@@ -66,8 +66,10 @@ SUCCESS, CANNOT_UNDERSTAND = 0x0000, 0xC000
 REJECT_UNKNOWN_PEER = (0x01, 0x01, 0x03)
 RESULT_CLASSES = (Comprehensive3DSRStorage, SegmentationStorage, SecondaryCaptureImageStorage)  # what the node sends
 # What the node accepts besides the uncompressed syntaxes: the compressed ones scanners and PACS
-# send and the installed decoders read (pydicom with pylibjpeg, pyjpegls and openjpeg).
-COMPRESSED_SYNTAXES = (pydicom.uid.JPEGBaseline8Bit, pydicom.uid.JPEGExtended12Bit, pydicom.uid.JPEGLSLossless,
+# send and the installed decoders read (pydicom with Pillow, pyjpegls and GDCM; 12-bit JPEG
+# Extended samples decode with none of them and are one log line each)
+COMPRESSED_SYNTAXES = (pydicom.uid.JPEGBaseline8Bit, pydicom.uid.JPEGExtended12Bit, pydicom.uid.JPEGLossless,
+                       pydicom.uid.JPEGLosslessSV1, pydicom.uid.JPEGLSLossless,
                        pydicom.uid.JPEGLSNearLossless, pydicom.uid.JPEG2000Lossless, pydicom.uid.JPEG2000,
                        pydicom.uid.RLELossless, pydicom.uid.DeflatedExplicitVRLittleEndian)
 RETRY_FIRST_S, RETRY_MAX_S = 10.0, 600.0
