@@ -233,6 +233,8 @@ def test_a_name_from_the_wire_never_reaches_the_file_system_and_only_ultrasound_
             node.stop()
     assert not list(tmp_path.parent.rglob("*TRAVERSAL*")) and not (tmp_path / "elsewhere").exists()
     assert "CT Image Storage, modality CT: thyronet reads ultrasound only" in caplog.text
+    assert ("association from SCANNER at 127.0.0.1 released: 1 kept for answering, 2 refused (1 invalid UID, "
+            "1 not ultrasound)") in caplog.text
     assert "DOE" not in caplog.text and "MRN0012345" not in caplog.text
     written = [p.name for p in node.outbox.iterdir()]
     assert written == [f"{spool_name(good.SOPInstanceUID)}.sr.dcm"]  # the whole-frame model outlines nothing: no SEG
@@ -362,6 +364,22 @@ def test_a_bad_peers_file_is_one_line_naming_it(tiny_run, tmp_path, capsys, text
     assert main(["dicom-node", str(tiny_run), "--folder", str(tmp_path / "node"), "--peers", str(peers)]) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"thyronet dicom-node: error: {peers}: ") and problem in error and len(error.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("files", "problem"), [
+    (("cert",), "TLS needs --tls-cert and --tls-key together"),
+    (("missing", "key"), "missing.crt: no such file"),
+    (("cert", "client_key"), "do not load as a PEM pair"),
+])
+def test_a_bad_tls_option_is_one_line(tiny_run, tmp_path, capsys, files, problem):
+    from certificates import make_certificates
+    from thyronet.apps.cli import main
+
+    pki = {**make_certificates(tmp_path / "pki"), "missing": tmp_path / "missing.crt"}
+    options = [value for flag, name in zip(("--tls-cert", "--tls-key"), files, strict=False) for value in (flag, str(pki[name]))]
+    assert main(["dicom-node", str(tiny_run), "--folder", str(tmp_path / "node"), *options]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("thyronet dicom-node: error: ") and problem in error and len(error.splitlines()) == 1
 
 
 @needs_pacs

@@ -53,6 +53,7 @@ from thyronet.apps.dicom_peers import Destination, Peers
 from thyronet.apps.dicom_tls import TlsFiles, client_context
 from thyronet.data.dicom import ultrasound_refusal
 from thyronet.data.imageio import read_image
+from thyronet.data.refusals import Tally
 from thyronet.errors import DataError
 from thyronet.inference.answers import Answer, predict_image
 from thyronet.inference.backends import Backend
@@ -92,6 +93,7 @@ class DicomNode:
                  series_wait: float | None = None, peers: Peers | None = None, tls: TlsFiles | None = None) -> None:
         self.backend, self.folder, self.destinations = backend, Path(folder), tuple(destinations)
         self.peers, self.tls = peers, tls
+        self.server_context = tls.server() if tls else None  # built now: a bad certificate stops the node at once
         self.secondary_capture = secondary_capture  # also send the overlay picture (dicom_out)
         # None: answer each image alone; else answer a series as one nodule once no image of it
         # has arrived for this many seconds (a series' images come one association after another)
@@ -105,6 +107,8 @@ class DicomNode:
         for context in AllStoragePresentationContexts:
             self.ae.add_supported_context(context.abstract_syntax, [*context.transfer_syntax, *COMPRESSED_SYNTAXES])
         self.ae.add_supported_context(Verification)
+        self.arrivals: dict[object, Tally] = {}  # association: what its C-STOREs were
+        self.arrivals_lock = threading.Lock()  # each association is served by a thread of its own
         self.retry_pause, self.next_retry = RETRY_FIRST_S, 0.0  # background delivery of what waits in the outbox
         self.work: queue.Queue[Path | None] = queue.Queue()
         self.worker = threading.Thread(target=self._work, name="thyronet-dicom-worker", daemon=True)
@@ -112,8 +116,16 @@ class DicomNode:
 
     # -- receiving ---------------------------------------------------------------------------
     def _on_store(self, event) -> int:
+        """Answer a C-STORE (:meth:`_store`) and count it for its association's closing line."""
+        status, problem = self._store(event)
+        with self.arrivals_lock:
+            self.arrivals.setdefault(event.assoc, Tally()).add(problem)
+        return status
+
+    def _store(self, event) -> tuple[int, str | None]:
         """File what arrives and answer the sender: success once it is safely on disk (or, for an
-        object thyronet does not read, once that is logged); 0xC000 for what cannot be parsed."""
+        object thyronet does not read, once that is logged); 0xC000 for what cannot be parsed.
+        Returns the status and why the object is not answered (None when it is kept)."""
         try:
             dataset = event.dataset
             dataset.file_meta = event.file_meta
@@ -121,23 +133,33 @@ class DicomNode:
         except Exception as error:  # a data set pydicom cannot parse
             log.warning("C-STORE from %s: unreadable data set (%s); refused", event.assoc.requestor.ae_title,
                         error.__class__.__name__)
-            return CANNOT_UNDERSTAND
+            return CANNOT_UNDERSTAND, "unreadable data set"
         if not UID(uid).is_valid:
             log.warning("C-STORE from %s: SOP Instance UID %r is not a valid UID; refused",
                         event.assoc.requestor.ae_title, uid[:70])
-            return CANNOT_UNDERSTAND
+            return CANNOT_UNDERSTAND, "SOP Instance UID is not a valid UID"
         try:
             refusal = ultrasound_refusal(dataset)
         except Exception as error:  # an attribute that fails to convert on access
             refusal = f"malformed header ({error.__class__.__name__})"
         if refusal:
             log.warning("SOP Instance %s: %s; not answered (success status, so the sender does not retry it)", uid, refusal)
-            return SUCCESS
+            return SUCCESS, refusal
         path = self.incoming / f"{spool_name(uid)}.dcm"
         with atomic_path(path) as tmp:
             dataset.save_as(tmp, enforce_file_format=True)
         self.work.put(path)
-        return SUCCESS
+        return SUCCESS, None
+
+    def _on_ended(self, event, how: str) -> None:
+        """One line per association that stored anything: how many objects were kept for answering
+        and how many were not, by reason."""
+        with self.arrivals_lock:
+            tally = self.arrivals.pop(event.assoc, None)
+        if tally is not None:
+            requestor = event.assoc.requestor
+            log.info("association from %s at %s %s: %s", requestor.ae_title, requestor.address, how,
+                     tally.line(answered="kept for answering"))
 
     def _on_echo(self, event) -> int:
         return SUCCESS
@@ -162,14 +184,14 @@ class DicomNode:
             self.work.put(path)
         self.worker.start()
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, self._on_echo),
-                    (evt.EVT_ABORTED, lambda event: log.warning("association from %s aborted; what it had sent "
-                                                                "completely is kept", event.assoc.requestor.address))]
+                    (evt.EVT_RELEASED, lambda event: self._on_ended(event, "released")),
+                    (evt.EVT_ABORTED, lambda event: self._on_ended(event, "aborted; what it had sent completely is kept"))]
         if self.peers is not None:
             handlers.append((evt.EVT_REQUESTED, self._on_requested))
         else:
             log.warning("no peers file: associations from any AE title and address are accepted")
         self.server = self.ae.start_server((host, port), block=False, evt_handlers=handlers,
-                                           ssl_context=self.tls.server() if self.tls else None)
+                                           ssl_context=self.server_context)
         log.info("thyronet DICOM node %s listening on %s:%d%s%s", self.ae.ae_title, host, port,
                  " (TLS)" if self.tls else "",
                  f", sending results to {', '.join(map(str, self.destinations))}" if self.destinations else "")

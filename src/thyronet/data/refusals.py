@@ -37,6 +37,8 @@ REASONS: tuple[tuple[str, str], ...] = (
     ("too elongated", "not an ultrasound frame"),
     ("blank", "not an ultrasound frame"),
     ("refused: does not look like", "unlike the training images"),
+    ("unreadable data set", "unreadable"),  # the DICOM node's C-STORE refusals
+    ("is not a valid UID", "invalid UID"),
 )
 OTHER = "other"
 
@@ -63,11 +65,12 @@ class Tally:
         else:
             self.refused[refusal_reason(problem)] += 1
 
-    def line(self) -> str:
-        """'12 answered, 3 refused (2 not ultrasound, 1 unreadable)', the commonest reason first."""
+    def line(self, answered: str = "answered") -> str:
+        """'12 answered, 3 refused (2 not ultrasound, 1 unreadable)', the commonest reason first
+        (``answered`` names the first count: the DICOM node has only kept its images yet)."""
         total = sum(self.refused.values())
         reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(self.refused.items(), key=lambda kv: (-kv[1], kv[0])))
-        return f"{self.answered} answered, {total} refused" + (f" ({reasons})" if reasons else "")
+        return f"{self.answered} {answered}, {total} refused" + (f" ({reasons})" if reasons else "")
 
 
 def tally_files(outcomes: Iterable[tuple[str, str | None]]) -> Tally:
