@@ -289,6 +289,21 @@ def test_a_jpeg_lossless_ultrasound_image_over_the_network_is_answered(tiny_run,
     assert [pydicom.dcmread(p).Modality for p in node.outbox.glob("*.dcm")] == ["SR"] and not list(node.rejected.iterdir())
 
 
+def test_what_could_not_be_answered_is_deleted_after_the_retention_period(tiny_run, tmp_path):
+    from thyronet.apps.dicom_node import DicomNode
+    from thyronet.inference.backends import load_backend
+
+    rejected = tmp_path / "node" / "rejected"
+    rejected.mkdir(parents=True)
+    old, recent = make_us_dicom(rejected / "old.dcm"), make_us_dicom(rejected / "recent.dcm")
+    three_days_ago = time.time() - 3 * 86400
+    os.utime(old, (three_days_ago, three_days_ago))
+    node = DicomNode(load_backend(tiny_run), tmp_path / "node", keep_rejected_days=2)
+    node.start("127.0.0.1", free_port())
+    node.stop()
+    assert not old.exists() and recent.exists()
+
+
 def test_retry_towards_a_host_that_does_not_exist_is_one_line(tiny_run, tmp_path):
     outbox = tmp_path / "node" / "outbox"
     outbox.mkdir(parents=True)

@@ -90,9 +90,12 @@ class DicomNode:
 
     def __init__(self, backend: Backend, folder: Path, ae_title: str = "THYRONET",
                  destinations: Sequence[Destination] = (), secondary_capture: bool = False,
-                 series_wait: float | None = None, peers: Peers | None = None, tls: TlsFiles | None = None) -> None:
+                 series_wait: float | None = None, peers: Peers | None = None, tls: TlsFiles | None = None,
+                 keep_rejected_days: float | None = None) -> None:
         self.backend, self.folder, self.destinations = backend, Path(folder), tuple(destinations)
         self.peers, self.tls = peers, tls
+        # None: what could not be answered stays in rejected/ until a person deletes it
+        self.keep_rejected_days, self.next_prune = keep_rejected_days, 0.0
         self.server_context = tls.server() if tls else None  # built now: a bad certificate stops the node at once
         self.secondary_capture = secondary_capture  # also send the overlay picture (dicom_out)
         # None: answer each image alone; else answer a series as one nodule once no image of it
@@ -211,13 +214,28 @@ class DicomNode:
                 if self.series_wait is not None:
                     self._guarded("a series", self.answer_series)
                 self._guarded("the outbox", self._retry_when_due)
+                self._guarded("rejected/", self._prune_when_due)
                 continue
             if path is None:  # stopping: what waits for its series is answered now
                 self._guarded("the last series", self.answer_series, True)
+                self._guarded("rejected/", self._prune_when_due)
                 return
             self._guarded(f"SOP Instance {path.stem}", self.answer, path)
             if self.series_wait is not None:
                 self._guarded("a series", self.answer_series)
+
+    def _prune_when_due(self) -> None:
+        """Delete what has been in ``rejected/`` longer than ``keep_rejected_days`` (looked at once
+        a minute): patient data kept no longer than the rule says."""
+        if self.keep_rejected_days is None or time.monotonic() < self.next_prune:
+            return
+        self.next_prune = time.monotonic() + 60
+        oldest = time.time() - self.keep_rejected_days * 86400
+        expired = [path for path in self.rejected.glob("*.dcm") if path.stat().st_mtime < oldest]
+        for path in expired:
+            path.unlink(missing_ok=True)
+        if expired:
+            log.info("%d object(s) in %s older than %g day(s) deleted", len(expired), self.rejected, self.keep_rejected_days)
 
     def _retry_when_due(self) -> None:
         """Send the outbox again once its pause is over; each failure doubles the pause (up to

@@ -21,7 +21,7 @@ def _dicom_node(args: argparse.Namespace) -> int:
     destinations = [*(peers.destinations if peers else ()), *(Destination.parse(text) for text in args.send_to or ())]
     tls = TlsFiles(Path(args.tls_cert), Path(args.tls_key), Path(args.tls_ca) if args.tls_ca else None) if args.tls_cert else None
     node = DicomNode(load_backend(args.model), Path(args.folder), check_ae_title(args.ae_title, "--ae-title"), destinations,
-                     args.secondary_capture, args.per_series, peers, tls)
+                     args.secondary_capture, args.per_series, peers, tls, args.keep_rejected_days)
     if args.retry:
         left = node.flush()
         print(f"outbox {node.outbox}: {left} result(s) not sent" if left else f"outbox {node.outbox}: everything sent")
@@ -55,5 +55,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
                       "the nodule's contour and the answer burned in, for viewers that show neither SEG nor SR")
     node.add_argument("--per-series", type=float, metavar="SECONDS", help="answer a series as one nodule (the mean of "
                       "its views, the same finding in every view's SR) once no image of it has arrived for SECONDS")
+    node.add_argument("--keep-rejected-days", type=float, metavar="DAYS", help="delete what could not be answered "
+                      "(rejected/) after DAYS; without it, it stays until a person deletes it")
     node.add_argument("--retry", action="store_true", help="send what is in the outbox to --send-to, then exit")
     node.set_defaults(handler=_dicom_node)
