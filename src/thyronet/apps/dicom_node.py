@@ -154,15 +154,17 @@ class DicomNode:
         self.work.put(path)
         return SUCCESS, None
 
-    def _on_ended(self, event, how: str) -> None:
-        """One line per association that stored anything: how many objects were kept for answering
-        and how many were not, by reason."""
+    def _on_ended(self, event, aborted: bool) -> None:
+        """One line per association that stored anything, or was aborted: how many objects were kept
+        for answering and how many were not, by reason."""
         with self.arrivals_lock:
             tally = self.arrivals.pop(event.assoc, None)
-        if tally is not None:
-            requestor = event.assoc.requestor
-            log.info("association from %s at %s %s: %s", requestor.ae_title, requestor.address, how,
-                     tally.line(answered="kept for answering"))
+        if tally is None and not aborted:
+            return
+        requestor = event.assoc.requestor
+        how = "aborted; what it had sent completely is kept" if aborted else "released"
+        log.log(logging.WARNING if aborted else logging.INFO, "association from %s at %s %s: %s", requestor.ae_title,
+                requestor.address, how, (tally or Tally()).line(answered="kept for answering"))
 
     def _on_echo(self, event) -> int:
         return SUCCESS
@@ -187,8 +189,8 @@ class DicomNode:
             self.work.put(path)
         self.worker.start()
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, self._on_echo),
-                    (evt.EVT_RELEASED, lambda event: self._on_ended(event, "released")),
-                    (evt.EVT_ABORTED, lambda event: self._on_ended(event, "aborted; what it had sent completely is kept"))]
+                    (evt.EVT_RELEASED, lambda event: self._on_ended(event, aborted=False)),
+                    (evt.EVT_ABORTED, lambda event: self._on_ended(event, aborted=True))]
         if self.peers is not None:
             handlers.append((evt.EVT_REQUESTED, self._on_requested))
         else:
