@@ -60,3 +60,25 @@ def test_predict_on_the_bundled_files_ends_with_the_tally(tiny_run, tmp_path, ca
     files = [pydicom.data.get_testdata_file(name) for name in ("US1_UNCR.dcm", "CT_small.dcm", "rtplan.dcm", "no_meta.dcm")]
     assert main(["predict", str(tiny_run), *files, "--out", str(tmp_path / "rows.csv")]) == 1
     assert capsys.readouterr().out.splitlines()[-1] == "1 answered, 3 refused (2 not ultrasound, 1 unreadable)"
+
+
+def test_a_source_the_writer_fails_on_is_one_line_and_the_others_get_their_results(tiny_run, tmp_path, capsys,
+                                                                                    monkeypatch):
+    import thyronet.apps.dicom_out as dicom_out
+    from synthetic import make_us_dicom
+
+    sources = [make_us_dicom(tmp_path / "a.dcm"), make_us_dicom(tmp_path / "b.dcm")]
+    write = dicom_out.write_dicom_results
+
+    def failing_on_a(source, *args, **kwargs):
+        if Path(source).name == "a.dcm":
+            raise TypeError("a header the writer does not cope with\nsecond line")
+        return write(source, *args, **kwargs)
+
+    monkeypatch.setattr(dicom_out, "write_dicom_results", failing_on_a)
+    out = tmp_path / "results"
+    assert main(["predict", str(tiny_run), *map(str, sources), "--dicom-out", str(out)]) == 1
+    printed = capsys.readouterr()
+    assert f"{sources[0]}: no SR or SEG written: TypeError: a header the writer does not cope with second line" in printed.err
+    written = [path.name for path in out.iterdir()]
+    assert "Traceback" not in printed.err and len(written) == 1 and written[0].endswith(".sr.dcm")  # b's SR (no outline)
