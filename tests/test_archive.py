@@ -4,6 +4,7 @@ rows, workers and two DDP processes giving the rows of one."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -97,7 +98,8 @@ def test_two_ddp_processes_share_the_archive_and_give_the_rows_of_one(tiny_run, 
                            "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 1, done.stderr[-3000:]  # 1: the broken files are error rows
-    assert "2 errors" in done.stdout
+    assert done.stdout.splitlines()[-1].endswith("answered, 2 refused (1 not an image, 1 unreadable)"), done.stdout
+    assert json.loads((double / "summary.json").read_text())["refused"] == {"not an image": 1, "unreadable": 1}
     assert (double / "predictions.csv").read_text() == (single / "predictions.csv").read_text()
 
 

@@ -4,15 +4,18 @@ prediction for the odd but valid ones, never a traceback, never a lost good resu
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+from pathlib import Path
 
+import pydicom
 import pytest
 from PIL import Image
 
 from badfiles import corpus, write_corpus
 from service import authorised_client
-from synthetic import ultrasound_image
+from synthetic import make_dicom, make_us_dicom, ultrasound_image
 from thyronet.apps.cli import main
 from thyronet.apps.serve.app import ServiceSettings, create_app
 
@@ -65,7 +68,11 @@ def test_one_folder_mixing_every_kind_with_good_images(tiny_run, bad_folder, tmp
     finally:
         for name in good:
             (folder / name).unlink()
-    assert "Traceback" not in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.err
+    # the last line tallies the folder by reason (the noise images are answered, with a warning)
+    assert printed.out.splitlines()[-1] == ("11 answered, 11 refused (5 unreadable, 3 not an ultrasound frame, "
+                                            "1 empty file, 1 no pixel data, 1 too large)")
     rows = {r["input"].rsplit("/", 1)[-1]: r for r in json.loads(out.read_text())}
     assert set(rows) == {f.name for f in files} | set(good)
     for item in files:
@@ -108,3 +115,30 @@ def test_hostile_upload_names(tiny_run, name):
     response = client.post("/api/v1/predict", files={"file": (name, buffer.getvalue(), "image/png")})
     assert response.status_code in (200, 422), response.text
     assert client.get("/health").status_code == 200
+
+
+def test_a_folder_of_dicom_files_is_answered_file_by_file_and_tallied(tiny_run, tmp_path, capsys):
+    """A study folder as a PACS exports it: an ultrasound image, a cine, a CT and a header whose
+    frame count is junk. Each refused file has its reason in its row; the last line counts files."""
+    folder = tmp_path / "study"
+    folder.mkdir()
+    make_us_dicom(folder / "us.dcm")
+    make_dicom(folder / "cine.dcm", frames=3)
+    ct = pydicom.dcmread(make_dicom(folder / "ct.dcm"))
+    ct.SOPClassUID, ct.Modality = pydicom.uid.CTImageStorage, "CT"
+    ct.save_as(folder / "ct.dcm")
+    broken = make_dicom(folder / "broken.dcm", frames=2)
+    broken.write_bytes(broken.read_bytes().replace(b"\x28\x00\x08\x00IS\x02\x002 ", b"\x28\x00\x08\x00IS\x02\x00x "))
+    out = tmp_path / "rows.csv"
+    assert main(["predict", str(tiny_run), str(folder), "--out", str(out)]) == 1
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.err
+    assert printed.out.splitlines()[-1] == "2 answered, 2 refused (1 malformed header, 1 not ultrasound)"
+    with out.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    errors = {Path(row["input"].partition("#")[0]).name: row["error"] for row in rows}
+    assert errors["ct.dcm"] == "CT Image Storage, modality CT: thyronet reads ultrasound only"
+    assert errors["broken.dcm"] == ("Secondary Capture Image Storage, modality US: malformed header "
+                                    "(NumberOfFrames 'x' is not a number)")
+    assert errors["us.dcm"] == errors["cine.dcm"] == ""
+    assert sum(row["input"].startswith(str(folder / "cine.dcm")) for row in rows) == 3  # a row per frame

@@ -68,8 +68,10 @@ def orthanc(tmp_path):
     process.wait(timeout=30)
 
 
-def start_node(model: Path, folder: Path, port: int, send_to: str, *options: str) -> subprocess.Popen:
-    node = subprocess.Popen([THYRONET, "dicom-node", str(model), "--port", str(port), "--send-to", send_to,
+def start_node(model: Path, folder: Path, port: int, send_to: str | None, *options: str) -> subprocess.Popen:
+    """The node as an administrator starts it; ``send_to`` None: the destinations are in ``options``' peers file."""
+    destination = ["--send-to", send_to] if send_to else []
+    node = subprocess.Popen([THYRONET, "dicom-node", str(model), "--port", str(port), *destination,
                              "--folder", str(folder), *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     node.lines = []  # what it has logged so far, read as it comes
@@ -153,7 +155,7 @@ def test_images_in_by_c_store_answers_out_as_sr_and_seg(region_run, orthanc, tmp
     assert f"series {series}: one nodule from 2 view(s)" in log
     assert "Basic Text SR Storage, modality SR: thyronet reads ultrasound only" in log and "aborted" in log
     assert "Traceback" not in log
-    assert not list((tmp_path / "node" / "outbox").glob("*.dcm"))  # everything sent
+    assert not list((tmp_path / "node" / "outbox").rglob("*.dcm"))  # everything sent
 
 
 @needs_pacs
@@ -164,7 +166,7 @@ def test_results_wait_in_the_outbox_while_the_pacs_is_down(region_run, orthanc, 
     try:
         store(make_us_dicom(tmp_path / "us.dcm"), port)
         outbox = tmp_path / "node" / "outbox"
-        kept = wait_until(lambda: len(list(outbox.glob("*.dcm"))) == 2 and any("unreachable" in line for line in node.lines), 120)
+        kept = wait_until(lambda: len(list(outbox.rglob("*.dcm"))) == 2 and any("unreachable" in line for line in node.lines), 120)
     finally:
         log = stop(node)
     assert kept, log
@@ -231,6 +233,8 @@ def test_a_name_from_the_wire_never_reaches_the_file_system_and_only_ultrasound_
             node.stop()
     assert not list(tmp_path.parent.rglob("*TRAVERSAL*")) and not (tmp_path / "elsewhere").exists()
     assert "CT Image Storage, modality CT: thyronet reads ultrasound only" in caplog.text
+    assert ("association from SCANNER at 127.0.0.1 released: 1 kept for answering, 2 refused (1 invalid UID, "
+            "1 not ultrasound)") in caplog.text
     assert "DOE" not in caplog.text and "MRN0012345" not in caplog.text
     written = [p.name for p in node.outbox.iterdir()]
     assert written == [f"{spool_name(good.SOPInstanceUID)}.sr.dcm"]  # the whole-frame model outlines nothing: no SEG
@@ -266,6 +270,40 @@ def test_compressed_transfer_syntaxes_are_accepted_and_answered(tiny_run, tmp_pa
     assert [pydicom.dcmread(p).Modality for p in node.outbox.glob("*.dcm")] == ["SR"] and not list(node.rejected.iterdir())
 
 
+def test_a_jpeg_lossless_ultrasound_image_over_the_network_is_answered(tiny_run, tmp_path):
+    """pydicom's JPEG Lossless (process 14, selection value 1) ultrasound frame, as a PACS stores it."""
+    from pydicom.data import get_testdata_file
+
+    from thyronet.apps.dicom_node import SUCCESS, DicomNode
+    from thyronet.inference.backends import load_backend
+
+    dataset = pydicom.dcmread(get_testdata_file("JPGLosslessP14SV1_1s_1f_8b.dcm"))
+    assert dataset.Modality == "US" and dataset.file_meta.TransferSyntaxUID == pydicom.uid.JPEGLosslessSV1
+    node = DicomNode(load_backend(tiny_run), tmp_path / "node")
+    port = free_port()
+    node.start("127.0.0.1", port)
+    try:
+        assert _send(port, dataset, transfer_syntax=pydicom.uid.JPEGLosslessSV1) == [SUCCESS]
+    finally:
+        node.stop()
+    assert [pydicom.dcmread(p).Modality for p in node.outbox.glob("*.dcm")] == ["SR"] and not list(node.rejected.iterdir())
+
+
+def test_what_could_not_be_answered_is_deleted_after_the_retention_period(tiny_run, tmp_path):
+    from thyronet.apps.dicom_node import DicomNode
+    from thyronet.inference.backends import load_backend
+
+    rejected = tmp_path / "node" / "rejected"
+    rejected.mkdir(parents=True)
+    old, recent = make_us_dicom(rejected / "old.dcm"), make_us_dicom(rejected / "recent.dcm")
+    three_days_ago = time.time() - 3 * 86400
+    os.utime(old, (three_days_ago, three_days_ago))
+    node = DicomNode(load_backend(tiny_run), tmp_path / "node", keep_rejected_days=2)
+    node.start("127.0.0.1", free_port())
+    node.stop()
+    assert not old.exists() and recent.exists()
+
+
 def test_retry_towards_a_host_that_does_not_exist_is_one_line(tiny_run, tmp_path):
     outbox = tmp_path / "node" / "outbox"
     outbox.mkdir(parents=True)
@@ -275,3 +313,155 @@ def test_retry_towards_a_host_that_does_not_exist_is_one_line(tiny_run, tmp_path
                             timeout=120)
     assert "Traceback" not in result.stderr + result.stdout and result.returncode == 1
     assert "1 result(s) not sent" in result.stdout and "no-such-host.invalid" in result.stderr
+
+
+def _associate(port: int, calling: str, tls_args=None):
+    """An association from ``calling`` carrying C-STORE of an ultrasound image; the caller releases it."""
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(pydicom.uid.UltrasoundImageStorage, ExplicitVRLittleEndian)
+    return ae.associate("127.0.0.1", port, ae_title="THYRONET", tls_args=tls_args)
+
+
+def test_only_the_peers_listed_may_associate(tiny_run, tmp_path, caplog):
+    """The allow-list: a listed AE title from a listed address is accepted; an unknown AE title,
+    or a listed one from another address, is rejected at association (A-ASSOCIATE-RJ, calling AE
+    title not recognised), by pynetdicom's SCU and by DCMTK's storescu alike."""
+    import logging
+
+    from thyronet.apps.dicom_node import SUCCESS, DicomNode
+    from thyronet.apps.dicom_peers import load_peers
+    from thyronet.inference.backends import load_backend
+
+    peers = tmp_path / "peers.yaml"
+    peers.write_text("peers:\n  - {ae_title: SCANNER, hosts: [127.0.0.1]}\n  - {ae_title: STORESCU, hosts: [127.0.0.0/8]}\n"
+                     "  - {ae_title: ELSEWHERE, hosts: [10.1.2.0/24]}\n")
+    node = DicomNode(load_backend(tiny_run), tmp_path / "node", peers=load_peers(peers))
+    port = free_port()
+    image = make_us_dicom(tmp_path / "us.dcm")
+    with caplog.at_level(logging.INFO, logger="thyronet"):
+        node.start("127.0.0.1", port)
+        try:
+            accepted = _associate(port, "SCANNER")
+            assert accepted.is_established
+            assert accepted.send_c_store(pydicom.dcmread(image)).Status == SUCCESS
+            accepted.release()
+            for calling in ("INTRUDER", "ELSEWHERE"):
+                rejected = _associate(port, calling)
+                assert rejected.is_rejected and not rejected.is_established
+                answer = rejected.acceptor.primitive
+                assert (answer.result, answer.result_source, answer.diagnostic) == (0x01, 0x01, 0x03)
+            if STORESCU:
+                assert subprocess.run([STORESCU, "-aet", "INTRUDER", "-aec", "THYRONET", "127.0.0.1", str(port), str(image)],
+                                      capture_output=True).returncode != 0
+                subprocess.run([STORESCU, "-aec", "THYRONET", "127.0.0.1", str(port), str(image)], check=True,
+                               capture_output=True)
+        finally:
+            node.stop()
+    assert "calling AE title 'INTRUDER' is not in the peers file" in caplog.text
+    assert "calling AE title 'ELSEWHERE' is not allowed from 127.0.0.1" in caplog.text
+    assert len(list(node.outbox.glob("*.sr.dcm"))) == 1  # the same image twice (SCANNER, then STORESCU): one result
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("peers:\n  - {ae_title: PACS, hosts: [pacs.local]}\n", "peers[0]: 'pacs.local' is not an IP address or network"),
+    ("peers:\n  - {ae_title: A-TITLE-LONGER-THAN-16}\n", "peers[0]: AE title 'A-TITLE-LONGER-THAN-16' is not valid"),
+    ("peers: []\n", "'peers' lists nobody"),
+    ("peers:\n  - {ae_title: PACS}\ndestinations:\n  - {host: 10.0.0.5, port: http, ae_title: PACS}\n",
+     "destinations[0]: 'port' must be a number from 1 to 65535"),
+    ("peers:\n  - {ae_title: PACS, host: 10.0.0.5}\n", "peers[0]: unknown key(s) host"),
+    ("peers: [unclosed\n", "not valid YAML"),
+])
+def test_a_bad_peers_file_is_one_line_naming_it(tiny_run, tmp_path, capsys, text, problem):
+    from thyronet.apps.cli import main
+
+    peers = tmp_path / "peers.yaml"
+    peers.write_text(text)
+    assert main(["dicom-node", str(tiny_run), "--folder", str(tmp_path / "node"), "--peers", str(peers)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"thyronet dicom-node: error: {peers}: ") and problem in error and len(error.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("files", "problem"), [
+    (("cert",), "TLS needs --tls-cert and --tls-key together"),
+    (("missing", "key"), "missing.crt: no such file"),
+    (("cert", "client_key"), "do not load as a PEM pair"),
+])
+def test_a_bad_tls_option_is_one_line(tiny_run, tmp_path, capsys, files, problem):
+    from certificates import make_certificates
+    from thyronet.apps.cli import main
+
+    pki = {**make_certificates(tmp_path / "pki"), "missing": tmp_path / "missing.crt"}
+    options = [value for flag, name in zip(("--tls-cert", "--tls-key"), files, strict=False) for value in (flag, str(pki[name]))]
+    assert main(["dicom-node", str(tiny_run), "--folder", str(tmp_path / "node"), *options]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("thyronet dicom-node: error: ") and problem in error and len(error.splitlines()) == 1
+
+
+@needs_pacs
+def test_every_destination_of_the_peers_file_gets_the_results_and_one_down_holds_back_no_other(region_run, orthanc,
+                                                                                               tmp_path):
+    base, pacs_port = orthanc
+    port, dead = free_port(), free_port()
+    peers = tmp_path / "peers.yaml"
+    peers.write_text(f"peers:\n  - {{ae_title: STORESCU, hosts: [127.0.0.1]}}\n  - {{ae_title: ECHOSCU, hosts: [127.0.0.1]}}\n"
+                     f"destinations:\n  - {{host: 127.0.0.1, port: {pacs_port}, ae_title: ORTHANC}}\n"
+                     f"  - {{host: 127.0.0.1, port: {dead}, ae_title: DOWN}}\n")
+    node = start_node(region_run, tmp_path / "node", port, None, "--peers", str(peers))
+    try:
+        store(make_us_dicom(tmp_path / "us.dcm"), port)
+        arrived = wait_until(lambda: modalities(base) == ["SEG", "SR"], 120)
+        waiting = tmp_path / "node" / "outbox" / f"DOWN@127.0.0.1_{dead}"
+        kept = wait_until(lambda: len(list(waiting.glob("*.dcm"))) == 2, 60)
+    finally:
+        log = stop(node)
+    assert arrived and kept, log
+    assert not list((tmp_path / "node" / "outbox" / f"ORTHANC@127.0.0.1_{pacs_port}").glob("*.dcm"))
+    assert "Traceback" not in log
+
+
+needs_dcmtk = pytest.mark.skipif(not (STORESCU and shutil.which("storescp")), reason="DCMTK is not installed")
+
+
+@needs_dcmtk
+def test_tls_associations_in_and_out_with_mutual_certificates(tiny_run, tmp_path, caplog):
+    """Mutual TLS: DCMTK's storescu with a certificate from the node's CA stores an image; a plain
+    association, a TLS one without a certificate and one with a stranger's certificate get nowhere;
+    the result goes out over TLS to DCMTK's storescp, which requires the node's certificate."""
+    import logging
+    import ssl
+
+    from certificates import make_certificates
+    from thyronet.apps.dicom_node import DicomNode
+    from thyronet.apps.dicom_peers import Destination
+    from thyronet.apps.dicom_tls import TlsFiles
+    from thyronet.inference.backends import load_backend
+
+    pki, stranger = make_certificates(tmp_path / "pki"), make_certificates(tmp_path / "stranger")
+    received, pacs_port, port = tmp_path / "received", free_port(), free_port()
+    received.mkdir()
+    pacs = subprocess.Popen([shutil.which("storescp"), "+tls", str(pki["key"]), str(pki["cert"]), "+cf", str(pki["ca"]),
+                             "-aet", "PACS", "-od", str(received), str(pacs_port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    node = DicomNode(load_backend(tiny_run), tmp_path / "node", destinations=[Destination("127.0.0.1", pacs_port, "PACS", tls=True)],
+                     tls=TlsFiles(pki["cert"], pki["key"], pki["ca"]))
+    image = make_us_dicom(tmp_path / "us.dcm")
+    tls_store = [STORESCU, "+tls", str(pki["client_key"]), str(pki["client_cert"]), "+cf", str(pki["ca"]), "-aec", "THYRONET",
+                 "127.0.0.1", str(port), str(image)]
+    with caplog.at_level(logging.INFO, logger="thyronet"):
+        node.start("127.0.0.1", port)
+        try:
+            assert not _associate(port, "PLAIN").is_established  # no TLS: the handshake fails, nothing is negotiated
+            anonymous = ssl.create_default_context(cafile=str(pki["ca"]))
+            assert not _associate(port, "ANONYMOUS", (anonymous, "localhost")).is_established
+            foreign = ssl.create_default_context(cafile=str(pki["ca"]))
+            foreign.load_cert_chain(str(stranger["client_cert"]), str(stranger["client_key"]))
+            assert not _associate(port, "FOREIGN", (foreign, "localhost")).is_established
+            done = subprocess.run(tls_store, capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stdout + done.stderr
+            arrived = wait_until(lambda: [pydicom.dcmread(path).Modality for path in received.iterdir()], 60)
+        finally:
+            node.stop()
+            pacs.terminate()
+            pacs.wait(timeout=30)
+    assert arrived == ["SR"], caplog.text  # the whole-frame model outlines nothing: an SR and no SEG
+    assert not list(node.outbox.rglob("*.dcm")) and "(TLS)" in caplog.text

@@ -19,8 +19,9 @@ class DataError(ThyronetError):
 
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
+        # one line, whatever the library said: pydicom's decoders report one line per plugin
+        self.problem = " ".join(line.strip() for line in problem.splitlines() if line.strip())
+        super().__init__(f"{path}: {self.problem}")
 
 
 class ImageTooLargeError(DataError):

@@ -1,6 +1,11 @@
 """A DICOM node (pynetdicom): images arrive by C-STORE from a scanner or PACS, each is answered,
-and the answer goes back to a destination as DICOM SR and SEG (and, when asked, a Secondary
+and the answer goes back to each destination as DICOM SR and SEG (and, when asked, a Secondary
 Capture of the overlay) by C-STORE.
+
+With a peers file (:mod:`thyronet.apps.dicom_peers`) an association from a calling AE title or
+address not listed there is rejected (A-ASSOCIATE-RJ, "calling AE title not recognised") before
+anything is negotiated; with TLS files (:mod:`thyronet.apps.dicom_tls`) the node accepts TLS
+associations only, and mutual TLS with a CA.
 
 The storage handler only files what arrives (``incoming/``) and answers the sender at once; a
 worker thread then predicts each image and writes its SR and SEG into ``outbox/``, and sends them;
@@ -14,10 +19,12 @@ presentation state) is answered "success" after one log line naming its SOP Inst
 it is (so that the sender does not send it again forever) and is not kept; a data set that cannot
 be parsed, or whose SOP Instance UID is not a valid UID, is refused with status 0xC000; an
 ultrasound image that cannot be decoded is one log line and is moved to ``rejected/`` for a person
-to look at. Results that could not be sent (the destination is down, refuses them) stay in
-``outbox/`` and are sent again in the background with a growing pause (from ``RETRY_FIRST_S`` up
-to ``RETRY_MAX_S``), with the next result, or by ``thyronet dicom-node --retry``; an aborted
-association leaves nothing half-written (files are written atomically).
+to look at. A result waits in ``outbox/<destination>/`` (a hard link for each destination, so
+that one that is down holds back no other) and leaves it once that destination has taken it.
+Results that could not be sent (the destination is down, refuses them) stay there and are sent
+again in the background with a growing pause (from ``RETRY_FIRST_S`` up to ``RETRY_MAX_S``), with
+the next result, or by ``thyronet dicom-node --retry``; an aborted association leaves nothing
+half-written (files are written atomically).
 
 Names from the wire never reach the file system: every file is named by the SHA-256 of its SOP
 Instance UID (the same object sent twice is one file). The folders are owner-only (0700, files
@@ -28,10 +35,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import pydicom
@@ -41,9 +49,12 @@ from pynetdicom.sop_class import Comprehensive3DSRStorage, SecondaryCaptureImage
 
 from thyronet.apps.access import owner_only_folder
 from thyronet.apps.dicom_out import write_dicom_results
+from thyronet.apps.dicom_peers import Destination, Peers
+from thyronet.apps.dicom_tls import TlsFiles, client_context
 from thyronet.data.dicom import ultrasound_refusal
 from thyronet.data.imageio import read_image
-from thyronet.errors import DataError, ThyronetError
+from thyronet.data.refusals import Tally
+from thyronet.errors import DataError
 from thyronet.inference.answers import Answer, predict_image
 from thyronet.inference.backends import Backend
 from thyronet.inference.nodules import NoduleAnswer
@@ -51,10 +62,15 @@ from thyronet.io import atomic_path
 
 log = logging.getLogger(__name__)
 SUCCESS, CANNOT_UNDERSTAND = 0x0000, 0xC000
+# A-ASSOCIATE-RJ for a peer not on the list: rejected permanent, by the service user, calling AE
+# title not recognised (PS3.8 9.3.4; DICOM has no code for "host not allowed")
+REJECT_UNKNOWN_PEER = (0x01, 0x01, 0x03)
 RESULT_CLASSES = (Comprehensive3DSRStorage, SegmentationStorage, SecondaryCaptureImageStorage)  # what the node sends
 # What the node accepts besides the uncompressed syntaxes: the compressed ones scanners and PACS
-# send and the installed decoders read (pydicom with pylibjpeg, pyjpegls and openjpeg).
-COMPRESSED_SYNTAXES = (pydicom.uid.JPEGBaseline8Bit, pydicom.uid.JPEGExtended12Bit, pydicom.uid.JPEGLSLossless,
+# send and the installed decoders read (pydicom with Pillow, pyjpegls and GDCM; 12-bit JPEG
+# Extended samples decode with none of them and are one log line each)
+COMPRESSED_SYNTAXES = (pydicom.uid.JPEGBaseline8Bit, pydicom.uid.JPEGExtended12Bit, pydicom.uid.JPEGLossless,
+                       pydicom.uid.JPEGLosslessSV1, pydicom.uid.JPEGLSLossless,
                        pydicom.uid.JPEGLSNearLossless, pydicom.uid.JPEG2000Lossless, pydicom.uid.JPEG2000,
                        pydicom.uid.RLELossless, pydicom.uid.DeflatedExplicitVRLittleEndian)
 RETRY_FIRST_S, RETRY_MAX_S = 10.0, 600.0
@@ -65,40 +81,37 @@ def spool_name(uid: str) -> str:
     return hashlib.sha256(uid.encode()).hexdigest()[:40]
 
 
-@dataclass(frozen=True)
-class Destination:
-    host: str
-    port: int
-    ae_title: str
-
-    @classmethod
-    def parse(cls, text: str) -> Destination:
-        """``HOST:PORT:AET``."""
-        host, port, title = (text.rsplit(":", 2) + ["", ""])[:3]
-        if not host or not port.isdigit() or not title:
-            raise ThyronetError(f"--send-to {text!r}: expected HOST:PORT:AET, e.g. 127.0.0.1:4242:ORTHANC")
-        return cls(host, int(port), title)
-
-
 class DicomNode:
-    """Storage SCP and Verification SCP in front of one model, and a storage SCU to the destination."""
+    """Storage SCP and Verification SCP in front of one model, and a storage SCU to the destinations.
+
+    ``peers``: the allow-list (an association from anyone else is rejected); ``tls``: TLS for the
+    associations it accepts and, towards a destination marked ``tls``, for those it requests.
+    """
 
     def __init__(self, backend: Backend, folder: Path, ae_title: str = "THYRONET",
-                 destination: Destination | None = None, secondary_capture: bool = False,
-                 series_wait: float | None = None) -> None:
-        self.backend, self.folder, self.destination = backend, Path(folder), destination
+                 destinations: Sequence[Destination] = (), secondary_capture: bool = False,
+                 series_wait: float | None = None, peers: Peers | None = None, tls: TlsFiles | None = None,
+                 keep_rejected_days: float | None = None) -> None:
+        self.backend, self.folder, self.destinations = backend, Path(folder), tuple(destinations)
+        self.peers, self.tls = peers, tls
+        # None: what could not be answered stays in rejected/ until a person deletes it
+        self.keep_rejected_days, self.next_prune = keep_rejected_days, 0.0
+        self.server_context = tls.server() if tls else None  # built now: a bad certificate stops the node at once
         self.secondary_capture = secondary_capture  # also send the overlay picture (dicom_out)
         # None: answer each image alone; else answer a series as one nodule once no image of it
         # has arrived for this many seconds (a series' images come one association after another)
         self.series_wait = series_wait
         self.series: dict[str, tuple[float, list[tuple[Path, Answer]]]] = {}  # series UID: (last arrival, views)
         self.incoming, self.outbox, self.rejected = (self.folder / name for name in ("incoming", "outbox", "rejected"))
-        for folder in (self.folder, self.incoming, self.outbox, self.rejected):
+        for folder in (self.folder, self.incoming, self.outbox, self.rejected,
+                       *(self.outbox / destination.folder_name for destination in self.destinations)):
             owner_only_folder(folder)
         self.ae = AE(ae_title=ae_title)
         for context in AllStoragePresentationContexts:
             self.ae.add_supported_context(context.abstract_syntax, [*context.transfer_syntax, *COMPRESSED_SYNTAXES])
         self.ae.add_supported_context(Verification)
+        self.arrivals: dict[object, Tally] = {}  # association: what its C-STOREs were
+        self.arrivals_lock = threading.Lock()  # each association is served by a thread of its own
         self.retry_pause, self.next_retry = RETRY_FIRST_S, 0.0  # background delivery of what waits in the outbox
         self.work: queue.Queue[Path | None] = queue.Queue()
         self.worker = threading.Thread(target=self._work, name="thyronet-dicom-worker", daemon=True)
@@ -106,8 +119,16 @@ class DicomNode:
 
     # -- receiving ---------------------------------------------------------------------------
     def _on_store(self, event) -> int:
+        """Answer a C-STORE (:meth:`_store`) and count it for its association's closing line."""
+        status, problem = self._store(event)
+        with self.arrivals_lock:
+            self.arrivals.setdefault(event.assoc, Tally()).add(problem)
+        return status
+
+    def _store(self, event) -> tuple[int, str | None]:
         """File what arrives and answer the sender: success once it is safely on disk (or, for an
-        object thyronet does not read, once that is logged); 0xC000 for what cannot be parsed."""
+        object thyronet does not read, once that is logged); 0xC000 for what cannot be parsed.
+        Returns the status and why the object is not answered (None when it is kept)."""
         try:
             dataset = event.dataset
             dataset.file_meta = event.file_meta
@@ -115,26 +136,48 @@ class DicomNode:
         except Exception as error:  # a data set pydicom cannot parse
             log.warning("C-STORE from %s: unreadable data set (%s); refused", event.assoc.requestor.ae_title,
                         error.__class__.__name__)
-            return CANNOT_UNDERSTAND
+            return CANNOT_UNDERSTAND, "unreadable data set"
         if not UID(uid).is_valid:
             log.warning("C-STORE from %s: SOP Instance UID %r is not a valid UID; refused",
                         event.assoc.requestor.ae_title, uid[:70])
-            return CANNOT_UNDERSTAND
+            return CANNOT_UNDERSTAND, "SOP Instance UID is not a valid UID"
         try:
             refusal = ultrasound_refusal(dataset)
         except Exception as error:  # an attribute that fails to convert on access
             refusal = f"malformed header ({error.__class__.__name__})"
         if refusal:
             log.warning("SOP Instance %s: %s; not answered (success status, so the sender does not retry it)", uid, refusal)
-            return SUCCESS
+            return SUCCESS, refusal
         path = self.incoming / f"{spool_name(uid)}.dcm"
         with atomic_path(path) as tmp:
             dataset.save_as(tmp, enforce_file_format=True)
         self.work.put(path)
-        return SUCCESS
+        return SUCCESS, None
+
+    def _on_ended(self, event, aborted: bool) -> None:
+        """One line per association that stored anything, or was aborted: how many objects were kept
+        for answering and how many were not, by reason."""
+        with self.arrivals_lock:
+            tally = self.arrivals.pop(event.assoc, None)
+        if tally is None and not aborted:
+            return
+        requestor = event.assoc.requestor
+        how = "aborted; what it had sent completely is kept" if aborted else "released"
+        log.log(logging.WARNING if aborted else logging.INFO, "association from %s at %s %s: %s", requestor.ae_title,
+                requestor.address, how, (tally or Tally()).line(answered="kept for answering"))
 
     def _on_echo(self, event) -> int:
         return SUCCESS
+
+    def _on_requested(self, event) -> None:
+        """Reject an association whose calling AE title or address is not in the peers file, before
+        anything is negotiated."""
+        requestor = event.assoc.requestor
+        why = self.peers.refusal(requestor.primitive.calling_ae_title, requestor.address)
+        if why:
+            log.warning("association from %s rejected: %s", requestor.address, why)
+            event.assoc.acse.send_reject(*REJECT_UNKNOWN_PEER)
+            event.assoc.kill()
 
     def start(self, host: str, port: int) -> None:
         """Serve in the background (``stop`` ends it), after queueing what an earlier run of the node
@@ -146,12 +189,17 @@ class DicomNode:
             self.work.put(path)
         self.worker.start()
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, self._on_echo),
-                    (evt.EVT_ABORTED, lambda event: log.warning("association from %s aborted; what it had sent "
-                                                                "completely is kept", event.assoc.requestor.address))]
-        self.server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
-        log.info("thyronet DICOM node %s listening on %s:%d%s", self.ae.ae_title, host, port,
-                 f", sending results to {self.destination.ae_title}@{self.destination.host}:{self.destination.port}"
-                 if self.destination else "")
+                    (evt.EVT_RELEASED, lambda event: self._on_ended(event, aborted=False)),
+                    (evt.EVT_ABORTED, lambda event: self._on_ended(event, aborted=True))]
+        if self.peers is not None:
+            handlers.append((evt.EVT_REQUESTED, self._on_requested))
+        else:
+            log.warning("no peers file: associations from any AE title and address are accepted")
+        self.server = self.ae.start_server((host, port), block=False, evt_handlers=handlers,
+                                           ssl_context=self.server_context)
+        log.info("thyronet DICOM node %s listening on %s:%d%s%s", self.ae.ae_title, host, port,
+                 " (TLS)" if self.tls else "",
+                 f", sending results to {', '.join(map(str, self.destinations))}" if self.destinations else "")
 
     def stop(self) -> None:
         if self.server is not None:
@@ -168,18 +216,33 @@ class DicomNode:
                 if self.series_wait is not None:
                     self._guarded("a series", self.answer_series)
                 self._guarded("the outbox", self._retry_when_due)
+                self._guarded("rejected/", self._prune_when_due)
                 continue
             if path is None:  # stopping: what waits for its series is answered now
                 self._guarded("the last series", self.answer_series, True)
+                self._guarded("rejected/", self._prune_when_due)
                 return
             self._guarded(f"SOP Instance {path.stem}", self.answer, path)
             if self.series_wait is not None:
                 self._guarded("a series", self.answer_series)
 
+    def _prune_when_due(self) -> None:
+        """Delete what has been in ``rejected/`` longer than ``keep_rejected_days`` (looked at once
+        a minute): patient data kept no longer than the rule says."""
+        if self.keep_rejected_days is None or time.monotonic() < self.next_prune:
+            return
+        self.next_prune = time.monotonic() + 60
+        oldest = time.time() - self.keep_rejected_days * 86400
+        expired = [path for path in self.rejected.glob("*.dcm") if path.stat().st_mtime < oldest]
+        for path in expired:
+            path.unlink(missing_ok=True)
+        if expired:
+            log.info("%d object(s) in %s older than %g day(s) deleted", len(expired), self.rejected, self.keep_rejected_days)
+
     def _retry_when_due(self) -> None:
         """Send the outbox again once its pause is over; each failure doubles the pause (up to
         ``RETRY_MAX_S``), a success resets it."""
-        if self.destination is None or time.monotonic() < self.next_retry or not any(self.outbox.glob("*.dcm")):
+        if not self.destinations or time.monotonic() < self.next_retry or not any(self.outbox.rglob("*.dcm")):
             return
         left = self.flush()
         self.retry_pause = RETRY_FIRST_S if left == 0 else min(self.retry_pause * 2, RETRY_MAX_S)
@@ -256,23 +319,53 @@ class DicomNode:
         log.warning("%s; kept in %s", why, self.rejected)
 
     def flush(self) -> int:
-        """Send every result in the outbox to the destination; those sent leave it. Returns how many remain."""
-        pending = sorted(self.outbox.glob("*.dcm"))
-        if not pending or self.destination is None:
-            return len(pending)
+        """Send every result in the outbox to each destination; those sent leave it. Returns how many
+        (result, destination) deliveries remain (without destinations, how many results wait)."""
+        self._route()
+        if not self.destinations:
+            return len(list(self.outbox.rglob("*.dcm")))
+        return sum(self._send(destination) for destination in self.destinations)
+
+    def _route(self) -> None:
+        """Give each destination its own copy of every new result (a hard link in its outbox
+        subfolder), so that a destination that is down does not hold back another. What waits for
+        a destination no longer configured (the PACS moved) goes to the current ones."""
+        if not self.destinations:
+            return
+        current = {destination.folder_name for destination in self.destinations}
+        for folder in [entry for entry in self.outbox.iterdir() if entry.is_dir() and entry.name not in current]:
+            waiting = list(folder.glob("*.dcm"))
+            for path in waiting:
+                path.replace(self.outbox / path.name)
+            if waiting:
+                log.info("%d result(s) waiting for %s, no longer a destination, go to the current destination(s)",
+                         len(waiting), folder.name)
+        for path in sorted(self.outbox.glob("*.dcm")):
+            for destination in self.destinations:
+                copy = self.outbox / destination.folder_name / path.name
+                if not copy.exists():
+                    os.link(path, copy)
+            path.unlink()
+
+    def _send(self, target: Destination) -> int:
+        """C-STORE the results waiting for ``target``; returns how many remain."""
+        folder = self.outbox / target.folder_name
+        pending = sorted(folder.glob("*.dcm"))
+        if not pending:
+            return 0
         ae = AE(ae_title=self.ae.ae_title)
         for sop_class in RESULT_CLASSES:
             ae.add_requested_context(sop_class)
-        target = self.destination
+        tls = (client_context(self.tls), target.host) if target.tls else None
         try:
-            assoc = ae.associate(target.host, target.port, ae_title=target.ae_title)
-        except OSError as error:  # a host name that does not resolve, a refused socket
-            log.warning("destination %s@%s:%d: %s: %d result(s) kept in %s", target.ae_title, target.host, target.port,
-                        error.__class__.__name__, len(pending), self.outbox)
+            assoc = ae.associate(target.host, target.port, ae_title=target.ae_title, tls_args=tls)
+        except OSError as error:  # a host name that does not resolve, a refused socket, a failed TLS handshake
+            log.warning("destination %s: %s: %d result(s) kept in %s", target, error.__class__.__name__, len(pending),
+                        folder)
             return len(pending)
         if not assoc.is_established:
-            log.warning("destination %s@%s:%d unreachable: %d result(s) kept in %s for --retry", target.ae_title,
-                        target.host, target.port, len(pending), self.outbox)
+            log.warning("destination %s unreachable or refused the association: %d result(s) kept in %s for --retry",
+                        target, len(pending), folder)
             return len(pending)
         try:
             for path in pending:
@@ -281,8 +374,8 @@ class DicomNode:
                 if code == SUCCESS:
                     path.unlink()
                 else:
-                    log.warning("%s: the destination answered C-STORE with status %s; kept for --retry", path.name,
+                    log.warning("%s: %s answered C-STORE with status %s; kept for --retry", path.name, target,
                                 "none" if code is None else f"0x{code:04X}")
         finally:
             assoc.release()
-        return len(list(self.outbox.glob("*.dcm")))
+        return len(list(folder.glob("*.dcm")))

@@ -27,6 +27,12 @@ ULTRASOUND_SOP_CLASSES = {
 }
 
 
+class DicomRefusal(DataError):
+    """A DICOM object that was parsed (it has a SOP Class UID) and is not answered: not
+    ultrasound, without pixels, or with a malformed header. A file without the 128-byte preamble
+    that gives this is DICOM all the same, not "neither an image nor DICOM"."""
+
+
 def _sop_class_uid(dataset) -> str:
     """The SOP Class UID, from the data set or else its file meta information ('' when neither has one)."""
     meta = getattr(dataset, "file_meta", None)
@@ -86,7 +92,7 @@ def _read(path: Path, defer_pixels: bool):
     except Exception as error:  # pydicom raises many types for a broken header, some only on access
         raise DataError(path, f"unreadable DICOM ({error.__class__.__name__}: {error})") from None
     if refusal:
-        raise DataError(path, refusal)
+        raise (DicomRefusal if _sop_class_uid(dataset) else DataError)(path, refusal)
     return dataset
 
 
@@ -98,6 +104,7 @@ def probe_dicom(path: Path) -> int:
 def read_dicom_frame(path: Path, frame: int | None = None) -> np.ndarray:
     """One frame (the first by default) as HxW uint8 greyscale."""
     dataset = _read(path, defer_pixels=False)
+    _declare_native_syntax(dataset)
     try:
         pixels = dataset.pixel_array  # YBR data comes back converted to RGB
     except Exception as error:  # missing decoder, truncated data, bad header values
@@ -112,7 +119,7 @@ def read_dicom_frame(path: Path, frame: int | None = None) -> np.ndarray:
         from pydicom.pixels import apply_color_lut
 
         try:
-            colours = apply_color_lut(pixels, dataset)
+            colours = apply_color_lut(pixels, _lookup_tables_little_endian(dataset))
             lut_bits = int(dataset.RedPaletteColorLookupTableDescriptor[2])  # 8 or 16 bits per entry
             return to_grey((colours >> max(lut_bits - 8, 0)).astype(np.uint8))  # a colour, not a range to stretch
         except Exception as error:  # a missing or inconsistent lookup table
@@ -123,6 +130,47 @@ def read_dicom_frame(path: Path, frame: int | None = None) -> np.ndarray:
     if str(getattr(dataset, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         pixels = 255 - pixels  # MONOCHROME1: the lowest value is white
     return pixels
+
+
+def _declare_native_syntax(dataset) -> None:
+    """A data set written without file meta information (no Transfer Syntax UID) whose pixel data
+    is not compressed: declare the encoding pydicom read it in, which is all its decoder needs."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    meta = getattr(dataset, "file_meta", None)
+    if getattr(meta, "TransferSyntaxUID", None) or "PixelData" not in dataset or dataset["PixelData"].is_undefined_length:
+        return
+    implicit, little = dataset.original_encoding
+    syntax = {(True, True): ImplicitVRLittleEndian, (False, True): ExplicitVRLittleEndian,
+              (False, False): ExplicitVRBigEndian}.get((implicit, little))
+    if syntax is not None:
+        dataset.file_meta = meta if meta is not None else FileMetaDataset()
+        dataset.file_meta.TransferSyntaxUID = syntax
+
+
+def _lookup_tables_little_endian(dataset):
+    """The data set with its 16-bit palette lookup tables in little-endian order: pydicom 3.0.2
+    reads them in the machine's order whatever the transfer syntax, which turns a Big Endian
+    file's palette into noise (pydicom's OBXXXX1A_expb.dcm came out a blank frame)."""
+    if "RedPaletteColorLookupTableData" not in dataset or _little_endian(dataset):
+        return dataset
+    for colour in ("Red", "Green", "Blue", "Alpha"):
+        name = f"{colour}PaletteColorLookupTableData"
+        if name in dataset and len(dataset[name].value) == 2 * (int(dataset.RedPaletteColorLookupTableDescriptor[0]) or 65536):
+            dataset[name].value = np.frombuffer(dataset[name].value, ">u2").astype("<u2").tobytes()
+    return dataset
+
+
+def _little_endian(dataset) -> bool:
+    """Whether the data set was encoded little endian (DICOM's default when nothing says)."""
+    meta = getattr(dataset, "file_meta", None)
+    syntax = getattr(meta, "TransferSyntaxUID", None)
+    if syntax is not None:
+        from pydicom.uid import UID
+
+        return UID(syntax).is_little_endian is not False
+    return dataset.original_encoding[1] is not False
 
 
 def pixel_spacing_mm(path: Path) -> tuple[float, float] | None:

@@ -134,8 +134,12 @@ def _raster_or_bare_dicom(path: Path, raster: Callable[[Path], T], dicom: Callab
     except DataError:
         if path.suffix.lower() not in DICOM_SUFFIXES:
             raise
+    from thyronet.data.dicom import DicomRefusal
+
     try:
         return dicom()
+    except DicomRefusal:  # DICOM without its preamble, parsed and refused: its own reason says why
+        raise
     except DataError as error:
         raise DataError(path, f"not a readable image, nor a DICOM file (as DICOM: {error.problem})") from None
 

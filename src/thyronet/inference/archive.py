@@ -10,7 +10,8 @@ predicts each batch; :class:`ChunkWriter` (a ``BasePredictionWriter``) collects 
 writes them as ``parts/part-NNNNNNNN.csv`` atomically once the chunk is complete. ``--resume``
 skips the chunks whose part exists, so an interrupted job resumed gives exactly the rows of an
 uninterrupted one, whatever the number of processes. A file that cannot be read is a row with its
-error. Finally :func:`merge` writes ``predictions.csv`` (the parts in order) and ``summary.json``,
+error. Finally :func:`merge` writes ``predictions.csv`` (the parts in order) and ``summary.json``
+(with the refusals by reason, :mod:`thyronet.data.refusals`),
 and with ``parquet`` also ``predictions.parquet`` (typed columns, for a data warehouse; pyarrow,
 the ``parquet`` extra).
 """
@@ -38,6 +39,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from thyronet import __version__
 from thyronet.data.imageio import looks_like_image, read_image, spacing_mm
+from thyronet.data.refusals import Tally
 from thyronet.errors import DataError, ThyronetError
 from thyronet.inference.answers import Prediction, answer_result, columns
 from thyronet.inference.backends import Backend
@@ -303,6 +305,7 @@ def merge(out: Path, chunks: int, total: int, seconds: float, processes: int, wo
     if missing:
         raise ThyronetError(f"{out}: {len(missing)} chunk(s) were not written (first: {missing[0]}); run again with --resume")
     counts = {"images": 0, "predicted": 0, "errors": 0, "flagged_ood": 0, "malignant": 0, "benign": 0}
+    tally = Tally()  # an archive row is one file (its first frame)
     with open_atomic(out / "predictions.csv") as merged:
         writer = csv.DictWriter(merged, fieldnames=FIELDS)
         writer.writeheader()
@@ -311,6 +314,7 @@ def merge(out: Path, chunks: int, total: int, seconds: float, processes: int, wo
                 for row in csv.DictReader(handle):
                     writer.writerow(row)
                     counts["images"] += 1
+                    tally.add(row["error"] or None)
                     if row["error"]:
                         counts["errors"] += 1
                     else:
@@ -318,7 +322,8 @@ def merge(out: Path, chunks: int, total: int, seconds: float, processes: int, wo
                         counts[row["decision"]] = counts.get(row["decision"], 0) + 1
                     if row["ood_score"] and float(row["ood_score"]) > 1:
                         counts["flagged_ood"] += 1
-    summary = {**counts, "inputs_listed": total, "chunks": chunks, "seconds_this_run": round(seconds, 1),
+    summary = {**counts, "refused": dict(tally.refused), "tally": tally.line(),
+               "inputs_listed": total, "chunks": chunks, "seconds_this_run": round(seconds, 1),
                "processes": processes, "workers_per_process": workers}
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
     return summary

@@ -41,6 +41,7 @@ def _predict_inputs(args: argparse.Namespace, backend, inputs: list[str]):
 def _predict(args: argparse.Namespace) -> int:
     from thyronet.apps.explain import overlays
     from thyronet.apps.report import write_report
+    from thyronet.data.refusals import tally_files
     from thyronet.inference.answers import format_predictions, write_predictions
 
     if args.secondary_capture and not args.dicom_out:
@@ -66,9 +67,9 @@ def _predict(args: argparse.Namespace) -> int:
     if args.report:
         write_report(Path(args.report), backend, overlays(backend, answers, "gradcam"), nodules)
         print(f"wrote {args.report}")
-    if args.dicom_out:
-        _write_dicom(answers, Path(args.dicom_out), backend.name, args.secondary_capture, nodules)
-    return 0 if all(p.error is None for p in predictions) else 1
+    unwritten = _write_dicom(answers, Path(args.dicom_out), backend.name, args.secondary_capture, nodules) if args.dicom_out else 0
+    print(tally_files((str(p.source_file), p.error) for p in predictions).line())
+    return 0 if unwritten == 0 and all(p.error is None for p in predictions) else 1
 
 
 def _predict_archive(args: argparse.Namespace, backend, inputs: list[str]) -> int:
@@ -88,23 +89,25 @@ def _predict_archive(args: argparse.Namespace, backend, inputs: list[str]) -> in
                               trainer_options={"accelerator": args.accelerator, "devices": devices,
                                                "num_nodes": args.num_nodes, "strategy": args.strategy})
     if summary:
-        print(f"{summary['images']} images: {summary['predicted']} predicted ({summary['malignant']} malignant, "
-              f"{summary['benign']} benign), {summary['errors']} errors, {summary['flagged_ood']} flagged unlike the "
-              f"training images; wrote {Path(args.out) / 'predictions.csv'}{' and .parquet' if args.parquet else ''} "
-              "and summary.json")
+        print(f"{summary['images']} images: {summary['malignant']} malignant, {summary['benign']} benign, "
+              f"{summary['flagged_ood']} flagged unlike the training images; wrote {Path(args.out) / 'predictions.csv'}"
+              f"{' and .parquet' if args.parquet else ''} and summary.json")
+        print(summary["tally"])
         return 0 if summary["errors"] == 0 else 1
     return 0
 
 
-def _write_dicom(answers, out: Path, model_name: str, secondary_capture: bool, nodules=()) -> None:
+def _write_dicom(answers, out: Path, model_name: str, secondary_capture: bool, nodules=()) -> int:
     """DICOM SEG and SR (and the overlay's Secondary Capture) beside every answered DICOM input,
     each SR with its nodule's combined answer when ``nodules`` groups them; other inputs are said
-    to have none."""
+    to have none. Returns how many answered DICOM inputs got no results: each is one line, and the
+    others are written whatever one of them does."""
     from thyronet.apps.dicom_out import write_dicom_results
     from thyronet.data.imageio import is_dicom
     from thyronet.errors import DataError
 
     nodule_of = {id(view): nodule for nodule in nodules for view in nodule.views}
+    unwritten = 0
     for answer in answers:
         source = answer.prediction.source_file
         if answer.prediction.error:
@@ -116,7 +119,13 @@ def _write_dicom(answers, out: Path, model_name: str, secondary_capture: bool, n
             for path in write_dicom_results(source, answer, out, model_name, secondary_capture, nodule_of.get(id(answer))):
                 print(f"wrote {path}")
         except DataError as error:
+            unwritten += 1
             print(f"{error.path}: no SR or SEG written: {error.problem}", file=sys.stderr)
+        except Exception as error:  # a source the writer does not cope with: said, and the others are written
+            unwritten += 1
+            problem = " ".join(str(error).split())
+            print(f"{source}: no SR or SEG written: {error.__class__.__name__}: {problem}", file=sys.stderr)
+    return unwritten
 
 
 def _explain(args: argparse.Namespace) -> int:
