@@ -293,3 +293,17 @@ def test_a_descriptor_added_to_the_vocabulary_reaches_the_csv_the_api_schema_and
     evaluations = {e.name.meaning: e.value.meaning
                    for e in hd.sr.srread(sr_path).content.get_planar_roi_measurement_groups()[0].get_qualitative_evaluations()}
     assert evaluations["vascularity (predicted)"] == "central"
+
+
+def test_old_style_dates_are_written_as_dicom_and_a_retired_class_is_refused_in_one_line(tmp_path):
+    path = make_us_dicom(tmp_path / "us.dcm", spacing_mm=0.1)
+    dataset = pydicom.dcmread(path)
+    dataset.StudyTime, dataset.StudyDate = "11:20:00", "1994.11.05"  # ACR-NEMA's spelling, found in old files
+    dataset.save_as(path)
+    sr_path = next(p for p in write_dicom_results(path, answered(path), tmp_path / "out", "resnet18") if p.name.endswith(".sr.dcm"))
+    sr = pydicom.dcmread(sr_path)
+    assert (sr.StudyTime, sr.StudyDate) == ("112000", "19941105")
+    dataset.SOPClassUID = "1.2.840.10008.5.1.4.1.1.6"  # Ultrasound Image Storage (Retired)
+    dataset.save_as(path)
+    with pytest.raises(DataError, match=r"Ultrasound Image Storage \(Retired\).*no SR or SEG can reference it"):
+        write_dicom_results(path, answered(path), tmp_path / "retired", "resnet18")

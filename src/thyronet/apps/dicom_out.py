@@ -79,6 +79,10 @@ TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "S
 TYPE1_REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
 
 
+RETIRED_ULTRASOUND = {"1.2.840.10008.5.1.4.1.1.6": "Ultrasound Image Storage (Retired)",
+                      "1.2.840.10008.5.1.4.1.1.3": "Ultrasound Multi-frame Image Storage (Retired)"}
+
+
 # values and descriptor names that DICOM (CID 6000s, the ultrasound and CAD vocabularies) or SNOMED CT codes
 STANDARD_CODES: dict[str, Code] = {
     "benign": codes.SCT.Benign, "malignant": codes.SCT.Malignant, "hypoechoic": codes.DCM.Hypoechoic,
@@ -110,9 +114,15 @@ def _complete(source: pydicom.Dataset, path: Path) -> pydicom.Dataset:
     invalid = [name for name in TYPE1_REQUIRED if not pydicom.uid.UID(str(source.get(name))).is_valid]
     if invalid:  # a UID also names the result files: never let one reach the file system unchecked
         raise DataError(path, f"{', '.join(invalid)} is not a valid DICOM UID")
+    if str(source.SOPClassUID) in RETIRED_ULTRASOUND:  # highdicom knows no IOD for them: it cannot reference one
+        raise DataError(path, f"{RETIRED_ULTRASOUND[str(source.SOPClassUID)]} ({source.SOPClassUID}), a class retired from "
+                              "the standard: no SR or SEG can reference it (answered in the CSV only)")
     for name in TYPE2_COPIED:
         if name not in source:
             setattr(source, name, "")
+    for element in source:  # dates and times in the ACR-NEMA style (1994.11.05, 11:20:00) as DICOM writes them
+        if element.VR in ("DA", "TM") and element.VM == 1 and isinstance(element.value, str):
+            element.value = element.value.replace(".", "") if element.VR == "DA" else element.value.replace(":", "")
     return source
 
 
@@ -258,7 +268,7 @@ def _group(source: pydicom.Dataset, outline: np.ndarray | None, tracking: hd.sr.
     if outline is not None:
         region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=outline,
                                    source_image=hd.sr.SourceImageForRegion.from_source_image(
-                                       source, referenced_frame_numbers=[1] if frames > 1 else None))
+                                       source, referenced_frame_numbers=[1] if frames > 1 and _multiframe(source) else None))
         return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=tracking, referenced_region=region, finding_type=codes.SCT.Nodule,
             finding_sites=[_finding_site(source)], measurements=measurements, qualitative_evaluations=evaluations,
@@ -267,6 +277,16 @@ def _group(source: pydicom.Dataset, outline: np.ndarray | None, tracking: hd.sr.
         tracking_identifier=tracking, finding_type=codes.SCT.Nodule, finding_sites=[_finding_site(source)],
         measurements=measurements, qualitative_evaluations=evaluations,
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)], algorithm_id=algorithm)
+
+
+def _multiframe(source: pydicom.Dataset) -> bool:
+    """Whether highdicom takes the source for a multi-frame image (some single-frame classes carry
+    a NumberOfFrames: a region on them names no frame)."""
+    try:
+        hd.sr.SourceImageForRegion.from_source_image(source, referenced_frame_numbers=[1])
+    except TypeError:
+        return False
+    return True
 
 
 def _device_observer(model_name: str) -> hd.sr.ObserverContext:
