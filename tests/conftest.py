@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+import pacs
 import synthetic
 
 # fixtures that train a model through the CLI: a test using one is in the slow tier
@@ -87,3 +88,11 @@ def real_ddti() -> Path:
     if not (REAL_DDTI / "1.xml").exists():
         pytest.skip(f"real DDTI data not found at {REAL_DDTI}")
     return REAL_DDTI
+
+
+@pytest.fixture
+def orthanc(tmp_path):
+    """A real PACS, Orthanc on loopback (``pacs.run_orthanc``): its REST base URL and DICOM port."""
+    if not pacs.ORTHANC:
+        pytest.skip("Debian's orthanc is not installed")
+    yield from pacs.run_orthanc(tmp_path)

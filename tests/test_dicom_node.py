@@ -4,10 +4,8 @@ PACS; the SR and SEG must arrive in Orthanc, and bad objects or a PACS that is d
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +13,6 @@ import time
 from pathlib import Path
 
 import highdicom as hd
-import httpx
 import pydicom
 import pytest
 from pydicom.dataset import FileDataset, FileMetaDataset
@@ -23,49 +20,13 @@ from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
+from pacs import free_port, instances, modalities, wait_until
 from synthetic import make_us_dicom
 
 ORTHANC, STORESCU, ECHOSCU = shutil.which("Orthanc"), shutil.which("storescu"), shutil.which("echoscu")
 THYRONET = shutil.which("thyronet", path=str(Path(sys.executable).parent)) or shutil.which("thyronet")
 needs_pacs = pytest.mark.skipif(not (ORTHANC and STORESCU and ECHOSCU and THYRONET),
                                 reason="Debian's orthanc and dcmtk (and the thyronet console script) are not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until(check, seconds: float = 60.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if result := check():
-                return result
-        except (httpx.TransportError, OSError):
-            pass
-        time.sleep(0.3)
-    return None
-
-
-@pytest.fixture
-def orthanc(tmp_path):
-    """A PACS of its own: Orthanc with its config and storage in the test's folder, on loopback."""
-    dicom_port, http_port = free_port(), free_port()
-    storage = tmp_path / "orthanc-db"
-    config = {"Name": "thyronet-test", "StorageDirectory": str(storage), "IndexDirectory": str(storage),
-              "DicomAet": "ORTHANC", "DicomPort": dicom_port, "HttpPort": http_port, "RemoteAccessAllowed": False,
-              "AuthenticationEnabled": False, "DicomCheckCalledAet": False, "Plugins": [], "StableAge": 1}
-    (tmp_path / "orthanc.json").write_text(json.dumps(config))
-    process = subprocess.Popen([ORTHANC, str(tmp_path / "orthanc.json")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{http_port}"
-    if not wait_until(lambda: httpx.get(f"{base}/system", timeout=2).status_code == 200):
-        process.kill()
-        pytest.fail(f"Orthanc did not start: {process.stderr.read().decode()[-2000:]}")
-    yield base, dicom_port
-    process.terminate()
-    process.wait(timeout=30)
 
 
 def start_node(model: Path, folder: Path, port: int, send_to: str | None, *options: str) -> subprocess.Popen:
@@ -95,21 +56,6 @@ def stop(node: subprocess.Popen) -> str:
 
 def store(path: Path, port: int) -> None:
     subprocess.run([STORESCU, "-aec", "THYRONET", "127.0.0.1", str(port), str(path)], check=True, capture_output=True)
-
-
-def modalities(base: str) -> list[str]:
-    return sorted(httpx.get(f"{base}/instances/{uid}/simplified-tags", timeout=5).json()["Modality"]
-                  for uid in httpx.get(f"{base}/instances", timeout=5).json())
-
-
-def instances(base: str, modality: str) -> list[pydicom.Dataset]:
-    """The data sets of that modality stored in Orthanc."""
-    found = []
-    for uid in httpx.get(f"{base}/instances", timeout=5).json():
-        dataset = pydicom.dcmread(io.BytesIO(httpx.get(f"{base}/instances/{uid}/file", timeout=5).content))
-        if dataset.Modality == modality:
-            found.append(dataset)
-    return found
 
 
 def no_pixels(path: Path) -> Path:

@@ -272,3 +272,31 @@ def test_reads_stats_measure_how_far_the_radiologists_went_along_with_the_model(
     assert outcome["model"] == {"sensitivity": 1.0, "specificity": 0.5, "malignant": 2, "benign": 2}
     assert outcome["radiologist"] == {"sensitivity": 1.0, "specificity": 1.0, "malignant": 2, "benign": 2}
     assert "kappa" in capsys.readouterr().out
+
+
+def test_a_signed_read_reaches_the_pacs_naming_the_radiologist(region_run, orthanc, tmp_path):
+    """Sign with a PACS configured: the SR arrives in a real Orthanc, names the radiologist and
+    carries the changed value."""
+    from fastapi.testclient import TestClient
+
+    from pacs import instances
+    from service import bearer
+    from thyronet.apps.serve.app import ServiceSettings, create_app
+
+    base, port = orthanc
+    app = create_app(region_run, ServiceSettings(store_dir=tmp_path / "store", explain=False,
+                                                 send_to=(f"127.0.0.1:{port}:ORTHANC",)))
+    radiologist = TestClient(app, headers=bearer(app, "radiologist", "dr-pacs"))
+    study = make_us_dicom(tmp_path / "us.dcm", spacing_mm=0.1)
+    read = radiologist.post("/api/v1/reads", files={"file": ("us.dcm", study.read_bytes())}).json()
+    radiologist.put(f"/api/v1/reads/{read['id']}", json={"categories": {**COMPLETE, "echogenicity": ["very hypoechoic"]}})
+    signed = radiologist.post(f"/api/v1/reads/{read['id']}/sign").json()
+    assert signed["sent"] == {f"ORTHANC@127.0.0.1:{port}": True}
+    (sr,) = instances(base, "SR")
+    assert str(sr.VerifyingObserverSequence[0].VerifyingObserverName) == "dr-pacs"
+    assert sr.StudyInstanceUID == pydicom.dcmread(study).StudyInstanceUID
+    group = hd.sr.Comprehensive3DSR.from_dataset(sr).content.get_image_measurement_groups() or \
+        hd.sr.Comprehensive3DSR.from_dataset(sr).content.get_planar_roi_measurement_groups()
+    evaluations = {e.name.meaning: e.value.meaning for e in group[0].get_qualitative_evaluations()}
+    assert evaluations["ACR TI-RADS echogenicity (confirmed by the radiologist)"] == "very hypoechoic"
+    assert evaluations["ACR TI-RADS echogenicity: origin"] == "changed by the radiologist"

@@ -45,12 +45,13 @@ from pathlib import Path
 import pydicom
 from pydicom.uid import UID
 from pynetdicom import AE, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import Comprehensive3DSRStorage, SecondaryCaptureImageStorage, SegmentationStorage, Verification
+from pynetdicom.sop_class import Verification
 
 from thyronet.apps.access import owner_only_folder
 from thyronet.apps.dicom_out import write_dicom_results
 from thyronet.apps.dicom_peers import Destination, Peers
-from thyronet.apps.dicom_tls import TlsFiles, client_context
+from thyronet.apps.dicom_send import SUCCESS, send_waiting
+from thyronet.apps.dicom_tls import TlsFiles
 from thyronet.data.dicom import ultrasound_refusal
 from thyronet.data.imageio import read_image
 from thyronet.data.refusals import Tally
@@ -61,11 +62,10 @@ from thyronet.inference.nodules import NoduleAnswer
 from thyronet.io import atomic_path
 
 log = logging.getLogger(__name__)
-SUCCESS, CANNOT_UNDERSTAND = 0x0000, 0xC000
+CANNOT_UNDERSTAND = 0xC000  # a C-STORE status: the node cannot take this object
 # A-ASSOCIATE-RJ for a peer not on the list: rejected permanent, by the service user, calling AE
 # title not recognised (PS3.8 9.3.4; DICOM has no code for "host not allowed")
 REJECT_UNKNOWN_PEER = (0x01, 0x01, 0x03)
-RESULT_CLASSES = (Comprehensive3DSRStorage, SegmentationStorage, SecondaryCaptureImageStorage)  # what the node sends
 # What the node accepts besides the uncompressed syntaxes: the compressed ones scanners and PACS
 # send and the installed decoders read (pydicom with Pillow, pyjpegls and GDCM; 12-bit JPEG
 # Extended samples decode with none of them and are one log line each)
@@ -349,33 +349,4 @@ class DicomNode:
 
     def _send(self, target: Destination) -> int:
         """C-STORE the results waiting for ``target``; returns how many remain."""
-        folder = self.outbox / target.folder_name
-        pending = sorted(folder.glob("*.dcm"))
-        if not pending:
-            return 0
-        ae = AE(ae_title=self.ae.ae_title)
-        for sop_class in RESULT_CLASSES:
-            ae.add_requested_context(sop_class)
-        tls = (client_context(self.tls), target.host) if target.tls else None
-        try:
-            assoc = ae.associate(target.host, target.port, ae_title=target.ae_title, tls_args=tls)
-        except OSError as error:  # a host name that does not resolve, a refused socket, a failed TLS handshake
-            log.warning("destination %s: %s: %d result(s) kept in %s", target, error.__class__.__name__, len(pending),
-                        folder)
-            return len(pending)
-        if not assoc.is_established:
-            log.warning("destination %s unreachable or refused the association: %d result(s) kept in %s for --retry",
-                        target, len(pending), folder)
-            return len(pending)
-        try:
-            for path in pending:
-                status = assoc.send_c_store(pydicom.dcmread(path))
-                code = getattr(status, "Status", None)
-                if code == SUCCESS:
-                    path.unlink()
-                else:
-                    log.warning("%s: %s answered C-STORE with status %s; kept for --retry", path.name, target,
-                                "none" if code is None else f"0x{code:04X}")
-        finally:
-            assoc.release()
-        return len(list(folder.glob("*.dcm")))
+        return send_waiting(self.outbox / target.folder_name, target, self.ae.ae_title, self.tls)

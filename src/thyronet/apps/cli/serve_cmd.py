@@ -63,7 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
     tls = {"ssl_certfile": args.certfile, "ssl_keyfile": args.keyfile} if args.certfile else {}
     settings = {"max_upload_bytes": int(args.max_upload_mb * 1024 * 1024), "timeout_s": args.timeout,
                 "explain": not args.no_explain, "refuse_ood": args.refuse_ood, "state_dir": str(args.state),
-                "tls": bool(tls), "store_dir": args.store}  # ServiceSettings' fields
+                "tls": bool(tls), "store_dir": args.store, "send_to": args.send_to}  # ServiceSettings' fields
     if args.workers == 1:
         from thyronet.apps.serve.app import ServiceSettings, create_app
 
@@ -107,6 +107,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
                        help="folder of the accounts and the audit trail, owner-only (default: %(default)s)")
     serve.add_argument("--store", help="the reading store (a folder, created owner-only): a worklist at /reads where "
                        "radiologists confirm, correct and sign the model's proposals; a dataset `thyronet train` reads")
+    serve.add_argument("--send-to", action="append", default=[], metavar="HOST:PORT:AET",
+                       help="with --store: a PACS that receives each signed read's SR by C-STORE (repeatable)")
     serve.add_argument("--certfile", help="TLS: the server's certificate (PEM); with --keyfile, serves HTTPS")
     serve.add_argument("--keyfile", help="TLS: the certificate's private key (PEM)")
     serve.add_argument("--insecure", action="store_true", help="allow serving beyond this machine without accounts "

@@ -34,6 +34,7 @@ from pydantic import BaseModel
 
 from thyronet import __version__
 from thyronet.apps.access import Accounts, AuditLog
+from thyronet.apps.dicom_peers import Destination
 from thyronet.apps.report import DISCLAIMER
 from thyronet.apps.serve.reads import reading_routes
 from thyronet.apps.serve.schema import prediction_model
@@ -214,7 +215,7 @@ def create_app(model: str | Path | Backend, settings: ServiceSettings | None = N
 
     if settings.store_dir is not None:  # the reading workflow: its API and its pages
         app.include_router(reading_routes(ReadStore(settings.store_dir), service, access, settings.max_upload_bytes,
-                                          settings.timeout_s))
+                                          settings.timeout_s, [Destination.parse(text) for text in settings.send_to]))
 
         @app.get("/reads", include_in_schema=False)
         def reads_page(principal: Principal = Depends(viewer)) -> FileResponse:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,8 @@ from pydantic import BaseModel, Field
 
 from thyronet.apps.access import owner_only_folder
 from thyronet.apps.dicom_out import write_signed_report
+from thyronet.apps.dicom_peers import Destination
+from thyronet.apps.dicom_send import send_waiting
 from thyronet.apps.serve.security import Access, Principal
 from thyronet.apps.serve.service import RequestExpired, Service, read_limited, sniff_type, upload_source
 from thyronet.data.imageio import read_image
@@ -35,6 +39,8 @@ from thyronet.errors import DataError
 from thyronet.inference.answers import Answer
 
 REPORTS = "reports"  # the store's folder of signed reads' SRs
+OUTBOX = "outbox"  # per destination, the SRs not yet stored there
+CALLING_AE_TITLE = "THYRONET"
 
 
 class Confirmation(BaseModel):
@@ -96,8 +102,10 @@ def read_view(read: Read, principal: Principal) -> dict[str, Any]:
     }
 
 
-def reading_routes(store: ReadStore, service: Service, access: Access, max_upload_bytes: int, timeout_s: float) -> APIRouter:
-    """The routes over ``store``, answering uploads with ``service`` (the loaded model)."""
+def reading_routes(store: ReadStore, service: Service, access: Access, max_upload_bytes: int, timeout_s: float,
+                   destinations: Sequence[Destination] = ()) -> APIRouter:
+    """The routes over ``store``, answering uploads with ``service`` (the loaded model); a signed
+    read's SR goes to each of ``destinations`` (PACS)."""
     viewer, radiologist = access.require("viewer"), access.require("radiologist")
     audit = access.audit
     router = APIRouter(prefix="/api/v1/reads", tags=["reading"])
@@ -172,12 +180,26 @@ def reading_routes(store: ReadStore, service: Service, access: Access, max_uploa
     def sign(read_id: str, principal: Principal = Depends(radiologist)) -> dict[str, Any]:
         view = call(principal, "read sign", read_id, lambda: store.sign(read_id, principal.user.name))
         read = store.get(read_id)
-        if read.image.suffix == ".dcm":  # the signed read as an SR beside the image, for the PACS
+        if read.image.suffix == ".dcm":  # the signed read as an SR beside the image, and to the PACS
             try:
-                view["sr"] = write_signed_report(read, owner_only_folder(store.folder / REPORTS)).name
+                report = write_signed_report(read, owner_only_folder(store.folder / REPORTS))
             except DataError as error:
                 view["sr_error"] = error.problem
+                return view
+            view["sr"], view["sent"] = report.name, send_report(report)
         return view
+
+    def send_report(report: Path) -> dict[str, bool]:
+        """The SR to every destination; one that is down keeps it in its outbox, sent with the next signature."""
+        sent = {}
+        for destination in destinations:
+            outbox = owner_only_folder(store.folder / OUTBOX / destination.folder_name)
+            copy = outbox / report.name
+            if not copy.exists():
+                os.link(report, copy)
+            send_waiting(outbox, destination, CALLING_AE_TITLE)
+            sent[str(destination)] = not copy.exists()  # stored: it left the outbox
+        return sent
 
     @router.get("/{read_id}/sr", response_class=FileResponse)
     def signed_report(read_id: str, principal: Principal = Depends(radiologist)) -> FileResponse:

@@ -45,10 +45,12 @@ class ServiceSettings:
     state_dir: Path = field(default_factory=default_state_dir)  # accounts and the audit trail
     tls: bool = False  # served over HTTPS: Secure cookies and HSTS
     store_dir: Path | None = None  # the reading store (worklist, reads, outcomes); None: no reading workflow
+    send_to: tuple[str, ...] = ()  # HOST:PORT:AET of each PACS that receives the signed reads' SRs
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)  # also when it comes as text from ``serve --workers N``
         self.store_dir = None if self.store_dir is None else Path(self.store_dir)
+        self.send_to = tuple(self.send_to)
 
 
 def sniff_type(head: bytes) -> str | None:
