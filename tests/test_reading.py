@@ -150,7 +150,7 @@ def test_the_reading_api_from_upload_to_signature(region_run, tmp_path):
     signed = radiologist.post(f"/api/v1/reads/{read['id']}/sign").json()
     assert signed["state"] == "signed" and signed["signed_by"] == "dr-a" and signed["sr"]
     sr = hd.sr.Comprehensive3DSR.from_dataset(pydicom.dcmread(io.BytesIO(radiologist.get(f"/api/v1/reads/{read['id']}/sr").content)))
-    assert sr.VerificationFlag == "VERIFIED" and str(sr.VerifyingObserverSequence[0].VerifyingObserverName) == "dr-a"
+    assert sr.VerificationFlag == "VERIFIED" and sr.VerifyingObserverSequence[0].VerifyingObserverName.family_name == "dr-a"
     assert sr.StudyInstanceUID == pydicom.dcmread(path).StudyInstanceUID
     group = sr.content.get_planar_roi_measurement_groups()[0]
     evaluations = {e.name.meaning: e.value.meaning for e in group.get_qualitative_evaluations()}
@@ -293,7 +293,7 @@ def test_a_signed_read_reaches_the_pacs_naming_the_radiologist(region_run, ortha
     signed = radiologist.post(f"/api/v1/reads/{read['id']}/sign").json()
     assert signed["sent"] == {f"ORTHANC@127.0.0.1:{port}": True}
     (sr,) = instances(base, "SR")
-    assert str(sr.VerifyingObserverSequence[0].VerifyingObserverName) == "dr-pacs"
+    assert sr.VerifyingObserverSequence[0].VerifyingObserverName.family_name == "dr-pacs"
     assert sr.StudyInstanceUID == pydicom.dcmread(study).StudyInstanceUID
     group = hd.sr.Comprehensive3DSR.from_dataset(sr).content.get_image_measurement_groups() or \
         hd.sr.Comprehensive3DSR.from_dataset(sr).content.get_planar_roi_measurement_groups()

@@ -346,11 +346,12 @@ def write_signed_report(read: Read, out: Path) -> Path:
     outline = read.confirmed.get("outline")
     polyline = None if not outline else np.vstack([np.array(outline, np.float32), np.array(outline[:1], np.float32)])
     tracking = hd.sr.TrackingIdentifier(uid=generate_uid(entropy_srcs=["thyronet read", read.read]), identifier=f"read {read.read}")
+    radiologist = f"{read.signed_by}^"  # the account name as a one-component person name (family name only)
     person = hd.sr.ObserverContext(observer_type=codes.cid270.Person,
-                                   observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=read.signed_by))
+                                   observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=radiologist))
     observation = hd.sr.ObservationContext(observer_person_context=person, observer_device_context=_device_observer(model_name))
     sr = _measurement_report(source, _group(source, polyline, tracking, measurements, evaluations, None), observation,
-                             series_number=9004, final=True, verifier=read.signed_by)
+                             series_number=9004, final=True, verifier=radiologist)
     sr.SeriesDescription = f"thyronet signed read {read.read} v{read.version}"
     out.mkdir(parents=True, exist_ok=True)
     return _save(sr, out / f"{read.id}.sr.dcm")
