@@ -80,6 +80,16 @@ def test_a_threshold_on_too_few_benign_cases_is_refused_and_every_answer_says_so
     assert calibration.val_specificity == 0.0 and "also calls every validation image one class" in calibration.warning
 
 
+def test_benign_images_are_counted_by_case_so_that_several_views_of_few_nodules_are_not_enough():
+    """The fresh-machine DDTI split: 10 benign validation images, but from 8 cases."""
+    labels = np.array([0] * 10 + [1] * 30)
+    probs = np.concatenate([np.linspace(0.1, 0.5, 10), np.linspace(0.4, 0.95, 30)])
+    cases = [f"b{i % 8}" for i in range(10)] + [f"m{i}" for i in range(30)]
+    assert operating_point(labels, probs, 0.9).warning is None  # 10 benign images would be enough
+    calibration = operating_point(labels, probs, 0.9, cases=cases)
+    assert calibration.threshold == 0.5 and "8 benign and 30 malignant validation cases" in calibration.warning
+
+
 def test_a_threshold_that_calls_every_case_malignant_is_refused():
     labels = np.array([1] * 20 + [0] * 20)
     probs = np.concatenate([np.linspace(0.7, 0.9, 20), np.linspace(0.8, 0.95, 20)])  # the benign score higher

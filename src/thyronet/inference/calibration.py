@@ -12,10 +12,13 @@ An operating threshold is only as good as the cases it was chosen on: with fewer
 (sensitivity 1 and specificity 0, or the reverse), it is refused, the threshold falls back to 0.5
 on the calibrated probability, and the calibration carries a warning that every answer repeats
 (measured: a fresh-machine `make run` of 2026-12-05 chose 0.77 on 48 validation cases of which 8
-benign, sensitivity 1.00 and specificity 0.00, and printed it without a word)."""
+benign, sensitivity 1.00 and specificity 0.00, and printed it without a word; a class is counted
+in cases where the caller gives each image's case, as training does: on 2026-12-06 the same split's
+10 benign validation images, from 8 cases, passed a count by images)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -117,10 +120,11 @@ class Calibration:
 
 
 def operating_point(labels: np.ndarray, probs: np.ndarray, target_sensitivity: float, temperature: float = 1.0,
-                    bias: float = 0.0) -> Calibration:
+                    bias: float = 0.0, cases: Sequence[str] | None = None) -> Calibration:
     """The threshold chosen on validation probabilities for the target sensitivity, with the
     sensitivity and specificity it gives there; refused (0.5 instead, and a warning) when too few
-    cases of a class hold it or it calls every case one class."""
+    cases of a class hold it or it calls every case one class. ``cases``: each image's case, so
+    that a class is counted in cases (several views of one nodule are one case), else in images."""
     positives, negatives = labels == 1, labels == 0
     chosen = threshold_for_sensitivity(labels, probs, target_sensitivity)
 
@@ -132,8 +136,13 @@ def operating_point(labels: np.ndarray, probs: np.ndarray, target_sensitivity: f
     sensitivity, specificity = rates(chosen)
     benign, malignant = int(negatives.sum()), int(positives.sum())
     problem = None
-    if min(benign, malignant) < MIN_CASES_PER_CLASS:
-        problem = f"chosen on {benign} benign and {malignant} malignant validation images (fewer than {MIN_CASES_PER_CLASS} of a class)"
+    unit, counted = "images", (benign, malignant)
+    if cases is not None:
+        by_case = dict(zip(cases, labels.tolist(), strict=True))
+        unit, counted = "cases", (sum(v == 0 for v in by_case.values()), sum(v == 1 for v in by_case.values()))
+    if min(counted) < MIN_CASES_PER_CLASS:
+        problem = (f"chosen on {counted[0]} benign and {counted[1]} malignant validation {unit} "
+                   f"(fewer than {MIN_CASES_PER_CLASS} of a class)")
     elif degenerate(sensitivity, specificity):
         problem = (f"it calls every validation image one class (sensitivity {sensitivity:.2f}, specificity "
                    f"{specificity:.2f} on {benign} benign and {malignant} malignant)")
@@ -154,12 +163,14 @@ def operating_point(labels: np.ndarray, probs: np.ndarray, target_sensitivity: f
     )
 
 
-def calibrate(logits: np.ndarray, labels: np.ndarray, target_sensitivity: float = 0.9) -> Calibration:
-    """Fit the temperature, the bias and the operating threshold on validation logits."""
+def calibrate(logits: np.ndarray, labels: np.ndarray, target_sensitivity: float = 0.9,
+              cases: Sequence[str] | None = None) -> Calibration:
+    """Fit the temperature, the bias and the operating threshold on validation logits (``cases``:
+    each image's case, see :func:`operating_point`)."""
     temperature, bias = fit_platt(logits, labels, bias=True)
     probs = calibrated_malignant(logits, temperature, bias)
     return replace(
-        operating_point(labels, probs, target_sensitivity, temperature, bias),
+        operating_point(labels, probs, target_sensitivity, temperature, bias, cases),
         val_ece_before=expected_calibration_error(labels, calibrated_malignant(logits)),
         val_ece_after=expected_calibration_error(labels, probs),
     )

@@ -276,7 +276,7 @@ def finalize(config: RunConfig, datamodule: UltrasoundDataModule, split: Split, 
     loaded = load_checkpoint(best)
     loaded.segmenter = segmenter
     val = predict_records(loaded, datamodule.records("val"))
-    calibration = calibrate(val.logits, val.labels, config.train.target_sensitivity)
+    calibration = calibrate(val.logits, val.labels, config.train.target_sensitivity, val.case_ids)
     fingerprint = json.loads(folder.split.read_text()).get("data_fingerprint")
     extra = {"data_fingerprint": fingerprint, "run_dir": str(run_dir)}
     if segmenter is not None:
