@@ -66,6 +66,7 @@ def test_a_read_is_proposed_confirmed_signed_and_never_changed_again(tmp_path):
     assert (amended.version, amended.replaces, amended.state) == (2, read.id, "in progress")
     assert amended.confirmed == signed.confirmed
     assert [r.id for r in store.worklist()] == [amended.id] and store.get(read.id).signed  # the signed version stays
+    assert [r.id for r in store.signed()] == [read.id]  # and stays in force while its amendment is in progress
     with pytest.raises(ReadError, match="amended already"):
         store.amend(read.id)
     store.add_outcome(amended.id, "bethesda", "ii", "dr-a")

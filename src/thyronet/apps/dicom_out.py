@@ -49,6 +49,7 @@ from thyronet.data.readstore import Read, caliper_mm
 from thyronet.data.tirads import Assessment, Recommendation
 from thyronet.errors import DataError
 from thyronet.inference.answers import Answer
+from thyronet.inference.measure import largest_contour
 from thyronet.inference.nodules import NoduleAnswer
 from thyronet.io import atomic_path
 
@@ -209,10 +210,9 @@ def _segmentation(source: pydicom.Dataset, mask: np.ndarray, model_name: str) ->
     return seg
 
 
-def _contour(mask: np.ndarray) -> np.ndarray:
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    points = max(contours, key=cv2.contourArea)[:, 0, :].astype(np.float32)
-    return np.vstack([points, points[:1]])  # a closed polyline
+def _closed(points: np.ndarray) -> np.ndarray:
+    """A closed polyline: the first point repeated at the end."""
+    return np.vstack([points, points[:1]])
 
 
 def _tracking(nodule: NoduleAnswer | None) -> hd.sr.TrackingIdentifier:
@@ -254,7 +254,7 @@ def _report(source: pydicom.Dataset, answer: Answer, model_name: str, nodule: No
         evaluations += [hd.sr.QualitativeEvaluation(NODULE_LEVEL, _code(nodule.acr.assessment.level or "incomplete")),
                         hd.sr.QualitativeEvaluation(NODULE_RECOMMENDATION, _code(nodule.acr.recommendation.action))]
     mask = answer.prepared.nodule_mask if answer.prepared is not None else None
-    outline = _contour(mask > 0) if mask is not None and mask.any() else None
+    outline = _closed(largest_contour(mask)) if mask is not None and mask.any() else None
     group = _group(source, outline, _tracking(nodule), measurements, evaluations, algorithm, frames)
     observer = hd.sr.ObservationContext(observer_device_context=_device_observer(model_name))
     sr = _measurement_report(source, group, observer, series_number=9002, final=False)
@@ -324,8 +324,7 @@ def write_signed_report(read: Read, out: Path) -> Path:
     unit = codes.UCUM.Millimeter if read.source.spacing else Code("{pixels}", "UCUM", "pixels")
     measurements = []
     for name, concept in (("long", LONG_AXIS), ("short", SHORT_AXIS)):
-        segment = (read.confirmed.get("calipers") or {}).get(name)
-        length = caliper_mm(segment, read.source.spacing or (1.0, 1.0)) if segment else None
+        length = caliper_mm((read.confirmed.get("calipers") or {}).get(name), read.source.spacing or (1.0, 1.0))
         if length is not None:
             measurements.append(hd.sr.Measurement(name=concept, value=round(length, 2), unit=unit))
     if assessment.points is not None:
@@ -335,16 +334,13 @@ def write_signed_report(read: Read, out: Path) -> Path:
         measurements.append(hd.sr.Measurement(name=PROBABILITY, value=float(read.proposal["probability"]), unit=UNITLESS,
                                               algorithm_id=algorithm))
     changed = set(read.changed())
-    evaluations = []
-    for name, values in assessment.values.items():
-        evaluations += [hd.sr.QualitativeEvaluation(_category_code(name, "confirmed by the radiologist"), _code(v)) for v in values]
+    evaluations = _acr_evaluations(assessment, recommendation, "confirmed by the radiologist", SIGNED_LEVEL)
+    for name in assessment.values:
         origin = "changed by the radiologist" if f"categories.{name}" in changed else "as proposed by the model"
         evaluations.append(hd.sr.QualitativeEvaluation(Code(f"ORIGIN_{name.upper().replace(' ', '_')}", SCHEME,
                                                             f"ACR TI-RADS {name}: origin"), _code(origin)))
-    evaluations += [hd.sr.QualitativeEvaluation(SIGNED_LEVEL, _code(assessment.level or "incomplete")),
-                    hd.sr.QualitativeEvaluation(RECOMMENDATION, _code(recommendation.action))]
     outline = read.confirmed.get("outline")
-    polyline = None if not outline else np.vstack([np.array(outline, np.float32), np.array(outline[:1], np.float32)])
+    polyline = None if not outline else _closed(np.array(outline, np.float32))
     tracking = hd.sr.TrackingIdentifier(uid=generate_uid(entropy_srcs=["thyronet read", read.read]), identifier=f"read {read.read}")
     radiologist = f"{read.signed_by}^"  # the account name as a one-component person name (family name only)
     person = hd.sr.ObserverContext(observer_type=codes.cid270.Person,
@@ -357,12 +353,14 @@ def write_signed_report(read: Read, out: Path) -> Path:
     return _save(sr, out / f"{read.id}.sr.dcm")
 
 
-def _acr_evaluations(acr: Assessment, recommendation: Recommendation | None) -> list[hd.sr.QualitativeEvaluation]:
-    """The ACR TI-RADS categories the model proposed (each value of echogenic foci on its own), the
-    level ("incomplete" when a category is missing) and the recommendation."""
-    evaluations = [hd.sr.QualitativeEvaluation(_category_code(name), _code(value))
+def _acr_evaluations(acr: Assessment, recommendation: Recommendation | None, by: str = "proposed",
+                     level: Code = TIRADS_LEVEL) -> list[hd.sr.QualitativeEvaluation]:
+    """The ACR TI-RADS categories (``by`` whom: the model's proposal or the radiologist's signed
+    read; each value of echogenic foci on its own), the level ("incomplete" when a category is
+    missing) and the recommendation."""
+    evaluations = [hd.sr.QualitativeEvaluation(_category_code(name, by), _code(value))
                    for name, values in acr.values.items() for value in values]
-    evaluations.append(hd.sr.QualitativeEvaluation(TIRADS_LEVEL, _code(acr.level or "incomplete")))
+    evaluations.append(hd.sr.QualitativeEvaluation(level, _code(acr.level or "incomplete")))
     if recommendation is not None:
         evaluations.append(hd.sr.QualitativeEvaluation(RECOMMENDATION, _code(recommendation.action)))
     return evaluations

@@ -218,8 +218,18 @@ class ReadStore:
             raise ReadError(f"unknown sort {sort!r} (expected one of {list(SORTS)})")
         query = ("SELECT * FROM reads r WHERE version = (SELECT MAX(version) FROM reads WHERE read = r.read)"
                  + (" AND state = ?" if state else "") + f" ORDER BY {SORTS[sort]}, arrived DESC")
+        return self._query(query, (state,) if state else ())
+
+    def signed(self) -> list[Read]:
+        """The newest signed version of every read that has one (an amendment in progress leaves
+        the version it amends in force), newest arrival first."""
+        return self._query("SELECT * FROM reads r WHERE state = 'signed' AND version = "
+                           "(SELECT MAX(version) FROM reads WHERE read = r.read AND state = 'signed') ORDER BY arrived DESC")
+
+    def _query(self, query: str, parameters: tuple = ()) -> list[Read]:
+        """The versions a query selects, each with its read's outcomes."""
         with self._db() as db:
-            rows = db.execute(query, (state,) if state else ()).fetchall()
+            rows = db.execute(query, parameters).fetchall()
             outcomes: dict[str, list[dict[str, str]]] = {}
             for o in db.execute("SELECT read, kind, value, recorded_by, recorded_at FROM outcomes ORDER BY rowid"):
                 outcomes.setdefault(o["read"], []).append({k: o[k] for k in ("kind", "value", "recorded_by", "recorded_at")})
@@ -324,12 +334,7 @@ def read_store(root: Path) -> Collection:
     missing is an issue naming it."""
     store = ReadStore(root)
     images, issues = [], []
-    for read in store.worklist():
-        if read.signed is False:
-            signed = [v for v in _versions(store, read) if v.signed]
-            if not signed:
-                continue
-            read = signed[-1]
+    for read in store.signed():
         if not read.image.is_file():
             issues.append(DataIssue(read.image, f"read {read.id}: its image is missing"))
             continue
@@ -340,14 +345,4 @@ def read_store(root: Path) -> Collection:
         images.append(ImageRecord(read.image, read.read, read.label(), "reads",
                                   (tuple((float(x), float(y)) for x, y in outline),) if outline else (), attributes))
     return Collection(root, "reads", images, issues)
-
-
-def _versions(store: ReadStore, read: Read) -> list[Read]:
-    versions = []
-    for number in range(1, read.version + 1):
-        try:
-            versions.append(store.get(f"{read.read}-{number}"))
-        except ReadError:  # a version id outside the store's own naming: none
-            continue
-    return versions
 

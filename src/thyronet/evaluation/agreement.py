@@ -15,21 +15,10 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
-from thyronet.data.readstore import Read, ReadStore, caliper_mm
+from thyronet.data.readstore import Read, caliper_mm
 from thyronet.data.tirads import CATEGORIES, assess
 
 SUSPICIOUS = ("TR4", "TR5")  # the radiologist's read counted as positive against an outcome
-
-
-def signed_reads(store: ReadStore) -> list[Read]:
-    """The newest signed version of every read."""
-    reads = []
-    for newest in store.worklist():
-        versions = [store.get(f"{newest.read}-{n}") for n in range(newest.version, 0, -1)]
-        signed = next((v for v in versions if v.signed), None)
-        if signed is not None:
-            reads.append(signed)
-    return reads
 
 
 def _value(values: Sequence[str] | None) -> str:

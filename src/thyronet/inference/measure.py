@@ -18,6 +18,13 @@ import numpy as np
 from thyronet.data.preprocess import largest_component
 
 
+def largest_contour(mask: np.ndarray) -> np.ndarray:
+    """The outer contour of the mask's largest region (non-zero = nodule) as (N, 2) float32 points
+    (x, y), its straight runs reduced to their ends."""
+    contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return max(contours, key=cv2.contourArea)[:, 0, :].astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Measurement:
     long_axis: float

@@ -10,12 +10,12 @@ from pathlib import Path
 def _stats(args: argparse.Namespace) -> int:
     from thyronet.data.readstore import ReadStore, is_store_folder
     from thyronet.errors import ThyronetError
-    from thyronet.evaluation.agreement import agreement, format_agreement, signed_reads
+    from thyronet.evaluation.agreement import agreement, format_agreement
     from thyronet.io import write_text_atomic
 
     if not is_store_folder(Path(args.store)):
         raise ThyronetError(f"{args.store}: not a reading store (no reads.sqlite; see `thyronet serve --store`)")
-    result = agreement(signed_reads(ReadStore(args.store)))
+    result = agreement(ReadStore(args.store).signed())
     print(format_agreement(result))
     if args.out:
         write_text_atomic(Path(args.out), json.dumps(result, indent=1))

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
@@ -37,6 +36,7 @@ from thyronet.data.readstore import Read, ReadError, ReadStore
 from thyronet.data.tirads import CATEGORIES
 from thyronet.errors import DataError
 from thyronet.inference.answers import Answer
+from thyronet.inference.measure import largest_contour
 
 REPORTS = "reports"  # the store's folder of signed reads' SRs
 OUTBOX = "outbox"  # per destination, the SRs not yet stored there
@@ -64,9 +64,7 @@ def proposal(answer: Answer) -> dict[str, Any]:
     mask = prepared.nodule_mask if prepared is not None else None
     outline = None
     if mask is not None and mask.any():
-        contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        contour = max(contours, key=cv2.contourArea)
-        contour = cv2.approxPolyDP(contour, 1.0, True)  # a point every few pixels: editable by hand
+        contour = cv2.approxPolyDP(largest_contour(mask), 1.0, True)  # a point every few pixels: editable by hand
         outline = [[float(x), float(y)] for x, y in contour[:, 0]]
     size = prediction.size
     data = prediction.to_dict()
